@@ -1,0 +1,252 @@
+"""Input and output shapes of the API. Outputs are built by plain functions (fast on big pages); the
+serializer classes describe the same shapes for the OpenAPI schema and validate the small inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from annotator.models import Annotation, Example, ExampleScore, Job, Project
+
+
+# --- inputs -------------------------------------------------------------------------------------------
+class TokenIn(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(trim_whitespace=False)
+
+
+class UserIn(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(trim_whitespace=False)
+    email = serializers.EmailField(required=False, allow_blank=True)
+
+
+class ProjectIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    task = serializers.ChoiceField(choices=["single_label", "multi_label"])
+    labels = serializers.ListField(child=serializers.CharField(max_length=100))
+    settings = serializers.DictField(required=False)
+
+
+class ProjectSettingsIn(serializers.Serializer):
+    settings = serializers.DictField()
+
+
+class MemberIn(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=["admin", "reviewer", "annotator"])
+
+
+class ExampleRowIn(serializers.Serializer):
+    text = serializers.CharField()
+    external_id = serializers.CharField(required=False)
+    label = serializers.CharField(required=False)
+    labels = serializers.ListField(child=serializers.CharField(), required=False)
+    source = serializers.CharField(required=False)
+    metadata = serializers.DictField(required=False)
+    observed_at = serializers.DateTimeField(required=False)
+
+
+class AnnotationIn(serializers.Serializer):
+    label = serializers.CharField(required=False)
+    labels = serializers.ListField(child=serializers.CharField(), required=False)
+    note = serializers.CharField(required=False, allow_blank=True)
+
+
+# --- outputs ------------------------------------------------------------------------------------------
+class ErrorOut(serializers.Serializer):
+    index = serializers.IntegerField(required=False)
+    field = serializers.CharField(required=False)
+    message = serializers.CharField()
+
+
+class ErrorsOut(serializers.Serializer):
+    errors = ErrorOut(many=True)
+
+
+class TokenOut(serializers.Serializer):
+    token = serializers.CharField()
+
+
+class UserOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField()
+
+
+class MemberOut(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.CharField()
+
+
+class ProjectOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    task = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField())
+    settings = serializers.DictField()
+    role = serializers.CharField(help_text="the caller's role in the project")
+    counts = serializers.DictField(child=serializers.IntegerField())
+    examples = serializers.IntegerField()
+    labeled = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    model_version = serializers.IntegerField(allow_null=True, help_text="number of the serving model version")
+    members = MemberOut(many=True, required=False)
+    created_at = serializers.DateTimeField()
+
+
+class ImportOut(serializers.Serializer):
+    created = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    ids = serializers.ListField(child=serializers.IntegerField())
+
+
+class ScoreOut(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    probs = serializers.DictField(child=serializers.FloatField())
+    predicted = serializers.ListField(child=serializers.CharField())
+    confidence = serializers.FloatField()
+    entropy = serializers.FloatField()
+    margin = serializers.FloatField()
+    label_quality = serializers.FloatField(allow_null=True)
+    is_issue = serializers.BooleanField(allow_null=True)
+    suggested_label = serializers.CharField(allow_blank=True)
+
+
+class AnnotationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    example_id = serializers.IntegerField()
+    user = serializers.CharField()
+    kind = serializers.CharField()
+    label = serializers.CharField(allow_null=True)
+    labels = serializers.ListField(child=serializers.CharField())
+    note = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+
+
+class ExampleOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    text = serializers.CharField()
+    source = serializers.CharField()
+    metadata = serializers.DictField()
+    observed_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    label = serializers.CharField(allow_null=True)
+    labels = serializers.ListField(child=serializers.CharField())
+    label_source = serializers.CharField(allow_null=True)
+    latest_score = ScoreOut(allow_null=True)
+
+
+class ExampleDetailOut(ExampleOut):
+    annotations = AnnotationOut(many=True)
+
+
+class JobOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    stage = serializers.CharField()
+    message = serializers.CharField()
+    result = serializers.DictField()
+    error = serializers.CharField()
+    log_tail = serializers.CharField()
+    timings = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def score_out(score: ExampleScore | None, label_names: list[str]) -> dict[str, Any] | None:
+    if score is None:
+        return None
+    return {
+        "model_version": score.model_version.number,
+        "probs": dict(zip(label_names, score.probs, strict=False)),
+        "predicted": score.predicted,
+        "confidence": score.confidence,
+        "entropy": score.entropy,
+        "margin": score.margin,
+        "label_quality": score.label_quality,
+        "is_issue": score.is_issue,
+        "suggested_label": score.suggested_label,
+    }
+
+
+def example_out(example: Example, *, multi: bool, label_names: list[str]) -> dict[str, Any]:
+    names = [link.label.name for link in example.current_labels.all()]
+    return {
+        "id": example.id,
+        "external_id": example.external_id,
+        "text": example.text,
+        "source": example.source,
+        "metadata": example.metadata,
+        "observed_at": _time(example.observed_at),
+        "created_at": _time(example.created_at),
+        "label": None if multi or not names else names[0],
+        "labels": names,
+        "label_source": example.label_source or None,
+        "latest_score": score_out(example.latest_score, label_names),
+    }
+
+
+def annotation_out(annotation: Annotation, *, multi: bool) -> dict[str, Any]:
+    return {
+        "id": annotation.id,
+        "example_id": annotation.example_id,
+        "user": annotation.user.username,
+        "kind": annotation.kind,
+        "label": None if multi else annotation.labels[0],
+        "labels": annotation.labels,
+        "note": annotation.note,
+        "created_at": _time(annotation.created_at),
+    }
+
+
+def job_out(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "project": job.project_id,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "stage": job.stage,
+        "message": job.message,
+        "result": job.result,
+        "error": job.error,
+        "log_tail": job.log[-4000:],
+        "timings": job.timings,
+        "created_at": _time(job.created_at),
+        "started_at": _time(job.started_at),
+        "finished_at": _time(job.finished_at),
+    }
+
+
+def project_out(project: Project, *, role: str | None, counts: dict[str, int], labels: list[str],
+                members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    serving = project.serving_version
+    out = {
+        "id": project.id,
+        "name": project.name,
+        "task": project.task,
+        "labels": labels,
+        "settings": project.settings,
+        "role": role,
+        "counts": counts,
+        "examples": counts.get("examples"),
+        "labeled": counts.get("labeled"),
+        "queued": counts.get("queued"),
+        "model_version": serving.number if serving else None,
+        "created_at": _time(project.created_at),
+    }
+    if members is not None:
+        out["members"] = members
+    return out

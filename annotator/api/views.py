@@ -1,0 +1,310 @@
+"""REST API v1 (API.md): auth, users, projects, members, examples, annotations, export.
+
+Each view validates input, calls one service or selector, and shapes the output.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.db import connection
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.authtoken.models import Token
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from annotator import selectors
+from annotator.api.pagination import Pagination
+from annotator.api.serializers import (
+    AnnotationIn,
+    AnnotationOut,
+    ErrorsOut,
+    ExampleDetailOut,
+    ExampleOut,
+    ExampleRowIn,
+    ImportOut,
+    MemberIn,
+    MemberOut,
+    ProjectIn,
+    ProjectOut,
+    ProjectSettingsIn,
+    TokenIn,
+    TokenOut,
+    UserIn,
+    UserOut,
+    annotation_out,
+    example_out,
+    project_out,
+)
+from annotator.errors import Forbidden, InvalidInput
+from annotator.models import AnnotationKind, Role
+from annotator.services import annotations as annotation_services
+from annotator.services import examples as example_services
+from annotator.services import projects as project_services
+from annotator.services.broker import broker_status
+
+ERRORS = {400: ErrorsOut, 403: ErrorsOut, 404: ErrorsOut, 409: ErrorsOut, 413: ErrorsOut}
+
+
+def body_dict(request: Request) -> dict[str, Any]:
+    data = request.data
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return data
+
+
+class HealthApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Service health (no auth)")
+    def get(self, request: Request) -> Response:
+        database = "ok"
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 - any failure means the database is not usable
+            database = "down"
+        body = {"status": "ok" if database == "ok" else "degraded", "database": database, "broker": broker_status()}
+        return Response(body, status=200 if database == "ok" else 503)
+
+
+class TokenCreateApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    @extend_schema(request=TokenIn, responses={200: TokenOut, 400: ErrorsOut}, summary="Get an API token")
+    def post(self, request: Request) -> Response:
+        data = body_dict(request)
+        username, password = data.get("username"), data.get("password")
+        if not isinstance(username, str) or not isinstance(password, str) or not username:
+            raise InvalidInput([{"field": "username", "message": "username and password are required strings"}])
+        user = authenticate(request._request, username=username, password=password)
+        if user is None or not user.is_active:
+            raise InvalidInput([{"message": "unable to log in with these credentials"}])
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class TokenRevokeApi(APIView):
+    @extend_schema(request=None, responses={204: None}, summary="Revoke the caller's API token")
+    def post(self, request: Request) -> Response:
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UserCreateApi(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=UserIn, responses={201: UserOut, **ERRORS}, summary="Create a user (staff only)")
+    def post(self, request: Request) -> Response:
+        data = body_dict(request)
+        user = project_services.user_create(
+            username=data.get("username"), password=data.get("password"), email=data.get("email", "")
+        )
+        return Response({"id": user.pk, "username": user.username, "email": user.email}, status=201)
+
+
+def _project_body(project, user, *, with_members: bool = False) -> dict[str, Any]:  # noqa: ANN001
+    return project_out(
+        project,
+        role=selectors.role_of(user, project),
+        counts=selectors.project_counts(project),
+        labels=selectors.project_labels(project),
+        members=selectors.project_members(project) if with_members else None,
+    )
+
+
+class ProjectListCreateApi(APIView):
+    @extend_schema(responses={200: ProjectOut(many=True)}, summary="Projects the caller is a member of")
+    def get(self, request: Request) -> Response:
+        paginator = Pagination()
+        projects = selectors.projects_for(request.user).select_related("serving_version")
+        page = paginator.paginate_queryset(projects, request, view=self)
+        return paginator.get_paginated_response([_project_body(p, request.user) for p in page])
+
+    @extend_schema(request=ProjectIn, responses={201: ProjectOut, **ERRORS}, summary="Create a project")
+    def post(self, request: Request) -> Response:
+        data = body_dict(request)
+        project = project_services.project_create(
+            user=request.user, name=data.get("name"), task=data.get("task"),
+            labels=data.get("labels"), settings=data.get("settings"),
+        )
+        return Response(_project_body(project, request.user, with_members=True), status=201)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses={200: ProjectOut, **ERRORS}, summary="One project with counts")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        return Response(_project_body(project, request.user, with_members=True))
+
+    @extend_schema(request=ProjectSettingsIn, responses={200: ProjectOut, **ERRORS},
+                   summary="Change project settings (admin)")
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.ADMIN)
+        data = body_dict(request)
+        project_services.project_update_settings(project=project, settings=data.get("settings", {}))
+        return Response(_project_body(project, request.user, with_members=True))
+
+
+class ProjectMembersApi(APIView):
+    @extend_schema(responses={200: MemberOut(many=True), **ERRORS}, summary="Members and their roles")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        return Response(selectors.project_members(project))
+
+    @extend_schema(request=MemberIn, responses={201: MemberOut, **ERRORS}, summary="Add a member or set a role (admin)")
+    def post(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.ADMIN)
+        data = body_dict(request)
+        membership = project_services.member_set(project=project, username=data.get("username"), role=data.get("role"))
+        return Response({"username": membership.user.username, "role": membership.role}, status=201)
+
+    @extend_schema(request=MemberIn, responses={204: None, **ERRORS}, summary="Remove a member (admin)")
+    def delete(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.ADMIN)
+        data = body_dict(request)
+        project_services.member_remove(project=project, username=str(data.get("username", "")))
+        return Response(status=204)
+
+
+EXAMPLE_FILTERS = [
+    OpenApiParameter("source", str, description="only this source (seed, import, production, ...)"),
+    OpenApiParameter("labeled", bool, description="only labeled (true) or unlabeled (false) examples"),
+    OpenApiParameter("label", str, description="only examples whose current label includes this one"),
+    OpenApiParameter("q", str, description="case-insensitive text search"),
+]
+
+
+class ProjectExamplesApi(APIView):
+    @extend_schema(parameters=EXAMPLE_FILTERS, responses={200: ExampleOut(many=True), **ERRORS},
+                   summary="List examples (reviewer)")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        qs = selectors.example_list(project, params=request.query_params)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.with_list_relations(qs), request, view=self)
+        names = selectors.project_labels(project)
+        multi = project.is_multi_label
+        return paginator.get_paginated_response([example_out(e, multi=multi, label_names=names) for e in page])
+
+    @extend_schema(request=ExampleRowIn(many=True), responses={201: ImportOut, **ERRORS},
+                   summary="Bulk import up to 10,000 rows, all or nothing, idempotent on external_id (reviewer)")
+    def post(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        result = example_services.examples_import(
+            project=project, user=request.user, rows=request.data,
+            allow_history=selectors.role_of(request.user, project) == Role.ADMIN,
+        )
+        return Response(result.as_dict(), status=201)
+
+
+class ExampleDetailApi(APIView):
+    @extend_schema(responses={200: ExampleDetailOut, **ERRORS}, summary="An example with its history and scores")
+    def get(self, request: Request, example_id: int) -> Response:
+        example, role = selectors.example_for(request.user, example_id)
+        example, history = selectors.example_detail(example, user=request.user, role=role)
+        project = example.project
+        multi = project.is_multi_label
+        body = example_out(example, multi=multi, label_names=selectors.project_labels(project))
+        body["annotations"] = [annotation_out(a, multi=multi) for a in history]
+        return Response(body)
+
+
+class ExampleAnnotationsApi(APIView):
+    @extend_schema(request=AnnotationIn, responses={201: AnnotationOut, **ERRORS},
+                   summary="Annotate an example (the caller is the annotator)")
+    def post(self, request: Request, example_id: int) -> Response:
+        example, role = selectors.example_for(request.user, example_id)
+        if role == Role.ANNOTATOR:
+            raise Forbidden("annotators label through the queue (POST /api/v1/queue/{id}/submit/)")
+        data = body_dict(request)
+        labels = annotation_services.labels_from_payload(example.project, data)
+        kind = data.get("kind")
+        if kind is not None and kind not in (AnnotationKind.LABEL, AnnotationKind.RELABEL, AnnotationKind.REVIEW):
+            raise InvalidInput([{"field": "kind", "message": "kind must be label, relabel or review"}])
+        annotation = annotation_services.annotation_create(
+            example=example, user=request.user, labels=labels, kind=kind, note=data.get("note") or "",
+        )
+        return Response(annotation_out(annotation, multi=example.project.is_multi_label), status=201)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: str) -> str:
+    """Spreadsheets run cells that start like a formula; a leading apostrophe keeps them text."""
+    return "'" + value if value.startswith(CSV_FORMULA_START) else value
+
+
+def export_csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    columns = ["id", "external_id", "text", "source", "label", "labels", "label_source", "metadata",
+               "observed_at", "annotations"]
+    yield writer.writerow(columns)
+    for row in rows:
+        yield writer.writerow([
+            row["id"], csv_safe(row["external_id"]), csv_safe(row["text"]), row["source"],
+            csv_safe(row["label"] or ""), csv_safe("|".join(row["labels"])), row["label_source"] or "",
+            json.dumps(row["metadata"], ensure_ascii=False), row["observed_at"] or "",
+            json.dumps(row["annotations"], ensure_ascii=False),
+        ])
+
+
+def export_jsonl_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    for i, row in enumerate(rows, 1):
+        buffer.write(json.dumps(row, ensure_ascii=False))
+        buffer.write("\n")
+        if i % 500 == 0:
+            yield buffer.getvalue()
+            buffer = io.StringIO()
+    yield buffer.getvalue()
+
+
+class IgnoreFormatParam(DefaultContentNegotiation):
+    """``?format=jsonl|csv`` names the export format here, not a DRF renderer."""
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
+        return renderers[0], renderers[0].media_type
+
+
+class ProjectExportApi(APIView):
+    content_negotiation_class = IgnoreFormatParam
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["jsonl", "csv"], description="jsonl (default) or csv")],
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, (200, "text/csv"): OpenApiTypes.STR, **ERRORS},
+        summary="Every example with its labels and annotation history, streamed (reviewer)",
+    )
+    def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        fmt = request.query_params.get("format", "jsonl")
+        rows = selectors.export_rows(project)
+        if fmt == "csv":
+            response = StreamingHttpResponse(export_csv_lines(rows), content_type="text/csv; charset=utf-8")
+        elif fmt == "jsonl":
+            response = StreamingHttpResponse(export_jsonl_lines(rows), content_type="application/x-ndjson")
+        else:
+            raise InvalidInput([{"field": "format", "message": "format must be jsonl or csv"}])
+        response["Content-Disposition"] = f'attachment; filename="project-{project.id}.{fmt}"'
+        return response

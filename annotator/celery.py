@@ -1,0 +1,11 @@
+"""The Celery app. Tasks live in annotator/tasks.py; queues and routes in settings."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
+
+app = Celery("annotator")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,233 @@
+"""Read queries: who may see what, example lists, details and the export stream."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+
+from annotator.errors import Forbidden, InvalidInput, NotFound
+from annotator.models import (
+    Annotation,
+    Example,
+    ExampleLabel,
+    ExampleScore,
+    Job,
+    LabelClass,
+    Membership,
+    Project,
+    QueueItem,
+    Role,
+)
+
+ROLE_RANK = {Role.ANNOTATOR: 0, Role.REVIEWER: 1, Role.ADMIN: 2}
+
+
+# --- access -------------------------------------------------------------------------------------------
+def role_of(user: AbstractBaseUser, project: Project) -> str | None:
+    cached = getattr(project, "_role_cache", {})
+    if user.pk in cached:
+        return cached[user.pk]
+    role = Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+    project._role_cache = {**cached, user.pk: role}  # type: ignore[attr-defined]
+    return role
+
+
+def project_for(user: AbstractBaseUser, project_id: Any, *, role: str = Role.ANNOTATOR) -> Project:
+    """The project if ``user`` is a member with at least ``role``: 404 for non-members, 403 for a low role."""
+    try:
+        pk = int(project_id)
+    except (TypeError, ValueError):
+        raise NotFound("project not found") from None
+    membership = (
+        Membership.objects.select_related("project").filter(project_id=pk, user=user).only("role", "project").first()
+    )
+    if membership is None:
+        raise NotFound("project not found")
+    project = membership.project
+    project._role_cache = {user.pk: membership.role}  # type: ignore[attr-defined]
+    require_role(user, project, role)
+    return project
+
+
+def require_role(user: AbstractBaseUser, project: Project, role: str) -> str:
+    actual = role_of(user, project)
+    if actual is None:
+        raise NotFound("project not found")
+    if ROLE_RANK[actual] < ROLE_RANK[role]:
+        raise Forbidden(f"this needs the {role} role in the project; you are {actual}")
+    return actual
+
+
+def example_for(user: AbstractBaseUser, example_id: Any) -> tuple[Example, str]:
+    """The example and the caller's role; annotators only reach examples of their own queue work."""
+    try:
+        pk = int(example_id)
+    except (TypeError, ValueError):
+        raise NotFound("example not found") from None
+    example = Example.objects.select_related("project").filter(pk=pk).first()
+    if example is None:
+        raise NotFound("example not found")
+    role = role_of(user, example.project)
+    if role is None:
+        raise NotFound("example not found")
+    if role == Role.ANNOTATOR and not _annotator_touches(user, example):
+        raise NotFound("example not found")
+    return example, role
+
+
+def _annotator_touches(user: AbstractBaseUser, example: Example) -> bool:
+    return (
+        QueueItem.objects.filter(example=example).filter(Q(leased_by=user) | Q(done_by=user)).exists()
+        or Annotation.objects.filter(example=example, user=user).exists()
+    )
+
+
+def projects_for(user: AbstractBaseUser) -> QuerySet[Project]:
+    return Project.objects.filter(memberships__user=user).order_by("id")
+
+
+# --- projects -----------------------------------------------------------------------------------------
+def project_counts(project: Project) -> dict[str, int]:
+    examples = Example.objects.filter(project=project)
+    queue = QueueItem.objects.filter(project=project, status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED])
+    return {
+        "examples": examples.count(),
+        "labeled": examples.exclude(label_source="").count(),
+        "production": examples.filter(source="production").count(),
+        "queued": queue.count(),
+        "annotations": Annotation.objects.filter(example__project=project).count(),
+    }
+
+
+def project_labels(project: Project) -> list[str]:
+    return list(LabelClass.objects.filter(project=project).order_by("position").values_list("name", flat=True))
+
+
+def project_members(project: Project) -> list[dict[str, Any]]:
+    return [
+        {"username": username, "role": role}
+        for username, role in Membership.objects.filter(project=project)
+        .order_by("user__username")
+        .values_list("user__username", "role")
+    ]
+
+
+# --- examples -----------------------------------------------------------------------------------------
+def _bool_param(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"true", "1", "yes"}:
+        return True
+    if lowered in {"false", "0", "no"}:
+        return False
+    raise InvalidInput([{"field": name, "message": f"{name} must be true or false"}])
+
+
+def example_list(project: Project, *, params: dict[str, str]) -> QuerySet[Example]:
+    """Examples of a project filtered by ``source``, ``labeled``, ``label`` and ``q`` (text search)."""
+    qs = Example.objects.filter(project=project)
+    if params.get("source"):
+        qs = qs.filter(source=params["source"])
+    if params.get("labeled"):
+        if _bool_param(params["labeled"], "labeled"):
+            qs = qs.exclude(label_source="")
+        else:
+            qs = qs.filter(label_source="")
+    if params.get("label"):
+        label = LabelClass.objects.filter(project=project, name=params["label"]).first()
+        if label is None:
+            raise InvalidInput([{"field": "label", "message": f"unknown label {params['label']!r}"}])
+        qs = qs.filter(Exists(ExampleLabel.objects.filter(example=OuterRef("pk"), label=label)))
+    if params.get("q"):
+        q = params["q"].strip()
+        if len(q) > 200:
+            raise InvalidInput([{"field": "q", "message": "q is at most 200 characters"}])
+        if q:
+            qs = qs.filter(text__icontains=q)
+    return qs.order_by("id")
+
+
+def with_list_relations(qs: QuerySet[Example]) -> QuerySet[Example]:
+    return qs.select_related("latest_score__model_version").prefetch_related(
+        Prefetch("current_labels", queryset=ExampleLabel.objects.select_related("label").order_by("label__position"))
+    )
+
+
+def example_detail(example: Example, *, user: AbstractBaseUser, role: str) -> tuple[Example, list[Annotation]]:
+    """The example and its annotation history (an annotator sees only their own annotations)."""
+    history = Annotation.objects.filter(example=example).select_related("user").order_by("id")
+    if role == Role.ANNOTATOR:
+        history = history.filter(user=user)
+    example = with_list_relations(Example.objects.filter(pk=example.pk)).get()
+    return example, list(history)
+
+
+def current_label_names(example: Example) -> list[str]:
+    return [link.label.name for link in example.current_labels.all()]
+
+
+# --- export -------------------------------------------------------------------------------------------
+EXPORT_CHUNK = 2000
+
+
+def export_rows(project: Project) -> Iterator[dict[str, Any]]:
+    """Every example with its current label(s) and full history, in id order, a chunk at a time."""
+    labels = dict(LabelClass.objects.filter(project=project).values_list("id", "name"))
+    positions = dict(LabelClass.objects.filter(project=project).values_list("name", "position"))
+    multi = project.is_multi_label
+    last_id = 0
+    base = Example.objects.filter(project=project).order_by("id")
+    while True:
+        chunk = list(
+            base.filter(id__gt=last_id).values_list(
+                "id", "external_id", "text", "source", "label_source", "metadata", "observed_at"
+            )[:EXPORT_CHUNK]
+        )
+        if not chunk:
+            return
+        last_id = chunk[-1][0]
+        ids = [row[0] for row in chunk]
+        current: dict[int, list[str]] = defaultdict(list)
+        for example_id, label_id in ExampleLabel.objects.filter(example_id__in=ids).values_list("example_id", "label_id"):
+            current[example_id].append(labels[label_id])
+        history: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for example_id, username, kind, names, note, created_at in (
+            Annotation.objects.filter(example_id__in=ids)
+            .order_by("id")
+            .values_list("example_id", "user__username", "kind", "labels", "note", "created_at")
+        ):
+            entry = {"user": username, "kind": kind, "label": None if multi else names[0], "labels": names,
+                     "note": note, "created_at": created_at.isoformat()}
+            history[example_id].append(entry)
+        for example_id, external_id, text, source, label_source, metadata, observed_at in chunk:
+            names = sorted(current.get(example_id, []), key=positions.__getitem__)
+            yield {
+                "id": example_id,
+                "external_id": external_id,
+                "text": text,
+                "source": source,
+                "label": None if multi or not names else names[0],
+                "labels": names,
+                "label_source": label_source or None,
+                "metadata": metadata,
+                "observed_at": observed_at.isoformat() if observed_at else None,
+                "annotations": history.get(example_id, []),
+            }
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+def active_training_job(project: Project) -> Job | None:
+    return (
+        Job.objects.filter(project=project, kind=Job.Kind.TRAIN, status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+        .order_by("id")
+        .first()
+    )
+
+
+def score_counts(project: Project) -> dict[str, int]:
+    return dict(
+        ExampleScore.objects.filter(example__project=project).values_list("model_version_id").annotate(n=Count("id"))
+    )

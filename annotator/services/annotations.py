@@ -1,0 +1,136 @@
+"""Annotations are append-only; an example's current label is derived from them.
+
+The rule (ARCHITECTURE.md): the latest reviewer decision wins; otherwise each annotator's latest answer
+counts once and the most frequent answer wins, the most recent one breaking ties.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotator.errors import InvalidInput
+from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project
+
+
+@dataclass(frozen=True)
+class Vote:
+    annotation_id: int
+    user_id: int
+    kind: str
+    labels: tuple[str, ...]
+
+
+def current_labels_from(votes: Sequence[Vote]) -> tuple[tuple[str, ...], str]:
+    """The current labels and the kind of annotation they come from; ``((), "")`` when unlabeled."""
+    if not votes:
+        return (), ""
+    ordered = sorted(votes, key=lambda v: v.annotation_id)
+    reviews = [v for v in ordered if v.kind == AnnotationKind.REVIEW]
+    if reviews:
+        return reviews[-1].labels, AnnotationKind.REVIEW
+    latest_per_user: dict[int, Vote] = {}
+    for vote in ordered:
+        latest_per_user[vote.user_id] = vote
+    counts = Counter(v.labels for v in latest_per_user.values())
+    best = max(counts.values())
+    # Among the most frequent answers, the one given most recently.
+    for vote in sorted(latest_per_user.values(), key=lambda v: v.annotation_id, reverse=True):
+        if counts[vote.labels] == best:
+            return vote.labels, vote.kind
+    raise AssertionError("unreachable")
+
+
+def label_names_from(project: Project, value: Any, *, field: str = "label") -> list[str]:
+    """Validate one row's ``label``/``labels`` value against the project's classes."""
+    return validate_labels(value, task_multi=project.is_multi_label, known=label_map(project), field=field)
+
+
+def label_map(project: Project) -> dict[str, int]:
+    return dict(LabelClass.objects.filter(project=project).values_list("name", "id"))
+
+
+def validate_labels(value: Any, *, task_multi: bool, known: dict[str, Any], field: str) -> list[str]:
+    """Return the label names of one answer or raise InvalidInput with a precise message."""
+    names = value if isinstance(value, list) else [value]
+    if not names:
+        raise InvalidInput([{"field": field, "message": "at least one label is required"}])
+    if not task_multi and len(names) > 1:
+        raise InvalidInput([{"field": field, "message": "this is a single-label project: give exactly one label"}])
+    out = []
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidInput([{"field": field, "message": "a label must be given by its name (a string)"}])
+        if name not in known:
+            raise InvalidInput([{"field": field, "message": f"unknown label {name!r}; known: {', '.join(known)}"}])
+        if name not in out:
+            out.append(name)
+    return sorted(out, key=list(known).index) if task_multi else out
+
+
+def labels_from_payload(project: Project, data: dict[str, Any]) -> list[str]:
+    """Read ``label`` (single) or ``labels`` (multi, or a one-element list) from a request body."""
+    if "labels" in data and "label" in data:
+        raise InvalidInput([{"field": "labels", "message": "give either label or labels, not both"}])
+    if "labels" in data:
+        if not isinstance(data["labels"], list):
+            raise InvalidInput([{"field": "labels", "message": "labels must be a list of label names"}])
+        return label_names_from(project, data["labels"], field="labels")
+    if "label" in data:
+        if isinstance(data["label"], list):
+            raise InvalidInput([{"field": "label", "message": "label must be one name; use labels for a list"}])
+        return label_names_from(project, data["label"], field="label")
+    raise InvalidInput([{"field": "label", "message": "label (or labels) is required"}])
+
+
+def annotation_create(
+    *,
+    example: Example,
+    user: AbstractBaseUser,
+    labels: list[str],
+    kind: str | None = None,
+    note: str = "",
+    queue_item_id: int | None = None,
+) -> Annotation:
+    """Record one answer and refresh the example's current label, in one transaction.
+
+    ``kind`` defaults to ``label`` for an unlabeled example and ``relabel`` for a labeled one.
+    """
+    if not isinstance(note, str) or len(note) > 5000:
+        raise InvalidInput([{"field": "note", "message": "note must be a string of at most 5,000 characters"}])
+    with transaction.atomic():
+        if kind is None:
+            kind = AnnotationKind.RELABEL if example.label_source else AnnotationKind.LABEL
+        annotation = Annotation.objects.create(
+            example=example, user=user, kind=kind, labels=labels, note=note, queue_item_id=queue_item_id
+        )
+        refresh_current_labels([example.id], project=example.project)
+    example.refresh_from_db(fields=["label_source"])
+    return annotation
+
+
+def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> None:
+    """Re-derive the current labels of these examples from their annotations (call inside a transaction)."""
+    ids = list(example_ids)
+    if not ids:
+        return
+    votes: dict[int, list[Vote]] = defaultdict(list)
+    rows = Annotation.objects.filter(example_id__in=ids).values_list("id", "example_id", "user_id", "kind", "labels")
+    for annotation_id, example_id, user_id, kind, labels in rows:
+        votes[example_id].append(Vote(annotation_id, user_id, kind, tuple(labels)))
+    known = label_map(project)
+    ExampleLabel.objects.filter(example_id__in=ids).delete()
+    links = []
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for example_id in ids:
+        labels, source = current_labels_from(votes.get(example_id, []))
+        by_source[source].append(example_id)
+        links.extend(ExampleLabel(example_id=example_id, label_id=known[name]) for name in labels if name in known)
+    ExampleLabel.objects.bulk_create(links)
+    for source, example_ids_ in by_source.items():
+        Example.objects.filter(id__in=example_ids_).update(label_source=source)
