@@ -17,24 +17,27 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from annotator.errors import InvalidInput
-from annotator.models import Annotation, AnnotationKind, Example, LabelClass, Project, Source
+from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project, Source
 from annotator.services.annotations import refresh_current_labels
+from annotator.services.bulk import JSONText, insert_rows, is_postgres
 
 MAX_BATCH_ROWS = 10_000
 MAX_EXTERNAL_ID = 255
 MAX_SOURCE = 50
 MAX_METADATA_BYTES = 64 * 1024
 MAX_METADATA_DEPTH = 20
-MAX_ERRORS = 100  # a broken file reports its first hundred problems, not a million
+MAX_ERRORS = 100
+EMPTY_METADATA = JSONText("{}")  # a broken file reports its first hundred problems, not a million
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _ROW_KEYS = {"text", "external_id", "label", "labels", "source", "metadata", "observed_at", "annotations"}
 # Export-only fields an exported file carries; import accepts and ignores them so a round trip works.
 _IGNORED_KEYS = {"id", "label_source", "latest_score"}
+_ALLOWED_KEYS = frozenset(_ROW_KEYS | _IGNORED_KEYS)
 
 
 def text_hash(text: str) -> str:
@@ -57,7 +60,7 @@ class Row:
     text: str
     text_hash: str
     source: str
-    metadata: dict[str, Any]
+    metadata: JSONText
     observed_at: datetime | None
     labels: list[str] | None
     history: list[HistoryEntry] = field(default_factory=list)
@@ -106,19 +109,21 @@ def _json_depth(value: Any, depth: int = 0) -> int:
     return depth
 
 
-def _check_metadata(value: Any, index: int, errors: _Errors) -> dict[str, Any] | None:
+def _check_metadata(value: Any, index: int, errors: _Errors) -> JSONText | None:
+    """The metadata as validated JSON text (written as is), or None after recording the problem."""
     if value is None:
-        return {}
+        return EMPTY_METADATA
     if not isinstance(value, dict):
         errors.add(index, "metadata", "metadata must be a JSON object")
         return None
-    if _json_depth(value) > MAX_METADATA_DEPTH:
-        errors.add(index, "metadata", f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
-        return None
     try:
         dumped = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (ValueError, TypeError):
-        errors.add(index, "metadata", "metadata must be plain JSON (no NaN or Infinity)")
+    except (ValueError, TypeError, RecursionError):
+        errors.add(index, "metadata", "metadata must be plain JSON (no NaN or Infinity) and not nested too deeply")
+        return None
+    # Counting brackets is a cheap upper bound on the depth; walk the tree only when it could be too deep.
+    if dumped.count("{") + dumped.count("[") > MAX_METADATA_DEPTH and _json_depth(value) > MAX_METADATA_DEPTH:
+        errors.add(index, "metadata", f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
         return None
     if len(dumped) > MAX_METADATA_BYTES:
         errors.add(index, "metadata", f"metadata is over {MAX_METADATA_BYTES // 1024} KB")
@@ -127,7 +132,7 @@ def _check_metadata(value: Any, index: int, errors: _Errors) -> dict[str, Any] |
     if problem:
         errors.add(index, "metadata", f"metadata {problem}")
         return None
-    return value
+    return JSONText(dumped)
 
 
 def _parse_time(value: Any, index: int, field_name: str, errors: _Errors) -> datetime | None:
@@ -201,9 +206,9 @@ def validate_rows(
         if not isinstance(raw, dict):
             errors.add(i, None, "each row must be a JSON object")
             continue
-        unknown = set(raw) - _ROW_KEYS - _IGNORED_KEYS
-        if unknown:
-            errors.add(i, sorted(unknown)[0], f"unknown field(s): {', '.join(sorted(unknown))}")
+        if not raw.keys() <= _ALLOWED_KEYS:
+            unknown = sorted(set(raw) - _ALLOWED_KEYS)
+            errors.add(i, unknown[0], f"unknown field(s): {', '.join(unknown)}")
             continue
         text = raw.get("text")
         if not isinstance(text, str):
@@ -215,11 +220,14 @@ def validate_rows(
         if len(text) > max_chars:
             errors.add(i, "text", f"text has {len(text):,} characters; the project's limit is {max_chars:,}")
             continue
-        problem = _unicode_problem(text)
-        if problem:
-            errors.add(i, "text", f"text {problem}")
+        if "\x00" in text:
+            errors.add(i, "text", "text contains a NUL character")
             continue
-        digest = text_hash(text)
+        try:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        except UnicodeEncodeError:
+            errors.add(i, "text", "text is not valid Unicode (lone surrogate)")
+            continue
 
         external_id = raw.get("external_id")
         if external_id is None:
@@ -342,27 +350,29 @@ def examples_import(
             raise InvalidInput(conflicts[:MAX_ERRORS])
         new_rows = [r for r in valid if r.external_id not in existing]
         now = timezone.now()
-        examples = [
-            Example(
-                project=project, external_id=r.external_id, text=r.text, text_hash=r.text_hash, source=r.source,
-                metadata=r.metadata, observed_at=r.observed_at or (now if r.source == Source.PRODUCTION else None),
-            )
-            for r in new_rows
-        ]
-        Example.objects.bulk_create(examples, batch_size=2000)
-        ids_by_external = {e.external_id: e.id for e in examples}
-        ids_by_external.update({ext: pk for ext, (pk, _) in existing.items()})
-
-        updated_ids = _changed_labels(project, [r for r in valid if r.external_id in existing], existing)
-        annotations, touched = _annotations_for(
-            user, [r for r in valid if r.labels or r.history], ids_by_external,
-            updated_ids=updated_ids, existing=existing,
+        new_ids = insert_rows(
+            Example,
+            ["project_id", "external_id", "text", "text_hash", "source", "metadata", "observed_at", "created_at",
+             "label_source"],
+            [
+                (project.id, r.external_id, r.text, r.text_hash, r.source, r.metadata,
+                 r.observed_at or (now if r.source == Source.PRODUCTION else None), now,
+                 AnnotationKind.IMPORT if r.labels and not r.history else "")
+                for r in new_rows
+            ],
         )
-        Annotation.objects.bulk_create(annotations, batch_size=2000)
-        _fix_history_times(annotations)
-        refresh_current_labels(touched, project=project)
+        ids_by_external = {ext: pk for ext, (pk, _) in existing.items()}
+        ids_by_external.update({r.external_id: pk for r, pk in zip(new_rows, new_ids, strict=True)})
+        updated_ids = _changed_labels([r for r in valid if r.external_id in existing], existing)
+        annotations, links, to_refresh = _annotations_for(
+            user, valid, ids_by_external, updated_ids=updated_ids, existing=existing, label_ids=label_ids(project),
+        )
+        insert_rows(Annotation, ["example_id", "user_id", "kind", "labels", "note", "created_at"],
+                    [(*a[:5], a[5] or now) for a in annotations])
+        insert_rows(ExampleLabel, ["example_id", "label_id"], links)
+        refresh_current_labels(to_refresh, project=project)
     ids = [ids_by_external[r.external_id] for r in valid]
-    if len(ids) != (len(rows) if isinstance(rows, list) else 0):
+    if len(ids) != len(rows):
         # Repeated identical texts without external_id share one example; answer one id per row.
         by_hash = {r.text_hash: ids_by_external[r.external_id] for r in valid}
         ids = [by_hash[text_hash(row["text"])] for row in rows]
@@ -370,7 +380,20 @@ def examples_import(
                         updated=len(updated_ids), ids=ids)
 
 
+def label_ids(project: Project) -> dict[str, int]:
+    return dict(LabelClass.objects.filter(project=project).values_list("name", "id"))
+
+
 def _existing(project: Project, external_ids: list[str]) -> dict[str, tuple[int, str]]:
+    """(id, text_hash) of the project's examples with these external ids."""
+    if is_postgres():
+        # One array parameter instead of ten thousand IN placeholders.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT external_id, id, text_hash FROM annotator_example WHERE project_id = %s AND external_id = ANY(%s)",
+                [project.id, external_ids],
+            )
+            return {ext: (pk, digest) for ext, pk, digest in cursor.fetchall()}
     found: dict[str, tuple[int, str]] = {}
     for start in range(0, len(external_ids), 5000):
         chunk = external_ids[start:start + 5000]
@@ -379,21 +402,22 @@ def _existing(project: Project, external_ids: list[str]) -> dict[str, tuple[int,
     return found
 
 
-def _changed_labels(project: Project, rows: list[Row], existing: dict[str, tuple[int, str]]) -> set[int]:
+def _changed_labels(rows: list[Row], existing: dict[str, tuple[int, str]]) -> set[int]:
     """Ids of existing examples whose row brings a label different from their current one."""
     labeled = [r for r in rows if r.labels is not None]
     if not labeled:
         return set()
     ids = [existing[r.external_id][0] for r in labeled]
     current: dict[int, list[str]] = defaultdict(list)
-    for example_id, name in Example.labels.through.objects.filter(example_id__in=ids).values_list(
-        "example_id", "label__name"
-    ):
+    for example_id, name in ExampleLabel.objects.filter(example_id__in=ids).values_list("example_id", "label__name"):
         current[example_id].append(name)
     return {
         existing[r.external_id][0] for r in labeled
         if sorted(current.get(existing[r.external_id][0], [])) != sorted(r.labels or [])
     }
+
+
+AnnotationRow = tuple[int, int, str, list[str], str, datetime | None]
 
 
 def _annotations_for(
@@ -403,38 +427,32 @@ def _annotations_for(
     *,
     updated_ids: set[int],
     existing: dict[str, tuple[int, str]],
-) -> tuple[list[Annotation], list[int]]:
+    label_ids: dict[str, int],
+) -> tuple[list[AnnotationRow], list[tuple[int, int]], list[int]]:
+    """Annotation rows to insert, current-label links of plainly labeled new rows, and ids to re-derive."""
     users = _users_by_name({h.username for r in rows for h in r.history})
-    annotations: list[Annotation] = []
-    touched: list[int] = []
+    annotations: list[AnnotationRow] = []
+    links: list[tuple[int, int]] = []
+    to_refresh: list[int] = []
     for r in rows:
         example_id = ids_by_external[r.external_id]
         is_new = r.external_id not in existing
-        if not is_new and example_id not in updated_ids:
-            continue
-        if r.history and is_new:
+        if is_new and r.history:
             for h in r.history:
                 author = users.get(h.username)
                 note = h.note if author else f"imported; originally by {h.username}. {h.note}".strip()
-                a = Annotation(example_id=example_id, user=author or user, kind=h.kind, labels=h.labels, note=note)
-                a._history_created_at = h.created_at  # type: ignore[attr-defined]
-                annotations.append(a)
-        elif r.labels:
-            annotations.append(Annotation(example_id=example_id, user=user, kind=AnnotationKind.IMPORT, labels=r.labels))
-        touched.append(example_id)
-    return annotations, touched
+                annotations.append((example_id, (author or user).pk, h.kind, h.labels, note, h.created_at))
+            to_refresh.append(example_id)
+        elif is_new and r.labels:
+            annotations.append((example_id, user.pk, AnnotationKind.IMPORT, r.labels, "", None))
+            links.extend((example_id, label_ids[name]) for name in r.labels)
+        elif example_id in updated_ids:
+            annotations.append((example_id, user.pk, AnnotationKind.IMPORT, r.labels or [], "", None))
+            to_refresh.append(example_id)
+    return annotations, links, to_refresh
 
 
 def _users_by_name(names: set[str]) -> dict[str, AbstractBaseUser]:
     if not names:
         return {}
     return {u.username: u for u in get_user_model().objects.filter(username__in=names)}
-
-
-def _fix_history_times(annotations: list[Annotation]) -> None:
-    """Imported history keeps its original times (auto_now_add set them to now on insert)."""
-    dated = [a for a in annotations if getattr(a, "_history_created_at", None)]
-    for a in dated:
-        a.created_at = a._history_created_at  # type: ignore[attr-defined]
-    if dated:
-        Annotation.objects.bulk_update(dated, ["created_at"], batch_size=2000)

@@ -1,0 +1,99 @@
+"""``make demo``: the whole product on the embedded default, in one command.
+
+Migrates, starts the embedded Redis (unless REDIS_URL points elsewhere), creates the demo admin, loads the
+BBC news demo project, then runs a Celery worker and the web server until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from annotator import embedded_redis
+from annotator.services.demo import demo_project_load
+
+
+class Command(BaseCommand):
+    help = "Set up and run the demo: embedded Redis, web server, Celery worker, demo data."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=os.environ.get("DEMO_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", 8000)))
+        parser.add_argument("--setup-only", action="store_true", help="prepare everything, run nothing")
+
+    def handle(self, *args, **options) -> None:
+        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        children: list[subprocess.Popen] = []
+        if "REDIS_URL" not in os.environ:
+            redis_process = embedded_redis.start(settings.EMBEDDED_REDIS_PORT, settings.DATA_DIR)
+            if redis_process:
+                children.append(redis_process)
+            self.stdout.write(f"Redis: embedded, 127.0.0.1:{settings.EMBEDDED_REDIS_PORT}")
+        call_command("migrate", verbosity=0)
+        username, password = self._admin()
+        data = demo_project_load(user=get_user_model().objects.get(username=username))
+        self.stdout.write(f"Demo project {data.project.id}: {data.project.name}")
+        self.stdout.write(f"  {len(data.flipped)} seed labels are deliberately wrong (see docs/demo.md)")
+        if options["setup_only"]:
+            self._stop(children)
+            return
+        env = dict(os.environ)
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q", "default,training,scoring",
+             "--concurrency", "1", "--loglevel", "INFO"], env=env,
+        ))
+        children.append(subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"{options['host']}:{options['port']}"],
+            env=env, cwd=settings.BASE_DIR,
+        ))
+        url = f"http://{options['host']}:{options['port']}/"
+        self.stdout.write(self.style.SUCCESS(
+            f"\nRelabel is running at {url}\n  log in as {username} / {password}\n"
+            f"  API docs: {url}api/docs/   (Ctrl-C stops everything)\n"
+        ))
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            while all(child.poll() is None for child in children):
+                time.sleep(1)
+            self.stderr.write("a demo process exited; stopping the rest")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stop(children)
+
+    def _admin(self) -> tuple[str, str]:
+        """The demo admin; its password comes from DEMO_PASSWORD or is made once and kept in DATA_DIR."""
+        username = os.environ.get("DEMO_USERNAME", "demo")
+        secret_file = settings.DATA_DIR / "demo-password.txt"
+        password = os.environ.get("DEMO_PASSWORD") or (
+            secret_file.read_text().strip() if secret_file.exists() else secrets.token_urlsafe(12)
+        )
+        secret_file.write_text(password + "\n")
+        secret_file.chmod(0o600)
+        model = get_user_model()
+        user = model.objects.filter(username=username).first()
+        if user is None:
+            user = model.objects.create_superuser(username=username, password=password, email="")
+        elif not user.check_password(password):
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        return username, password
+
+    def _stop(self, children: list[subprocess.Popen]) -> None:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()

@@ -1,0 +1,54 @@
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from annotator.errors import ServiceError
+from annotator.models import Project, Role
+from annotator.selectors import role_of
+from annotator.services.examples import examples_import
+from annotator.services.files import ColumnMap, guess_format, parse_file
+
+
+class Command(BaseCommand):
+    help = ("Import a CSV or JSONL file of examples into a project, all or nothing, idempotent on external_id. "
+            "A broken encoding or a bad row is reported with its line number and nothing is written.")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("path")
+        parser.add_argument("--project", type=int, required=True, help="project id")
+        parser.add_argument("--user", required=True, help="username recorded on imported labels (a project member)")
+        parser.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
+        parser.add_argument("--source", default="import", help="source of rows that do not name one")
+        parser.add_argument("--text-column", default="text")
+        parser.add_argument("--label-column", default="label")
+        parser.add_argument("--id-column", default="external_id")
+
+    def handle(self, *args, **options) -> None:
+        path = Path(options["path"])
+        if not path.is_file():
+            raise CommandError(f"no such file: {path}")
+        project = Project.objects.filter(pk=options["project"]).first()
+        user = get_user_model().objects.filter(username=options["user"]).first()
+        if project is None or user is None:
+            raise CommandError("unknown project or user")
+        role = role_of(user, project)
+        if role not in (Role.ADMIN, Role.REVIEWER):
+            raise CommandError(f"{user.username} must be an admin or reviewer of project {project.id}")
+        columns = ColumnMap(text=options["text_column"], label=options["label_column"], external_id=options["id_column"])
+        try:
+            rows, lines = parse_file(path.read_bytes(), options["format"] or guess_format(path.name), columns)
+            result = examples_import(project=project, user=user, rows=rows, default_source=options["source"],
+                                     max_rows=None, allow_history=role == Role.ADMIN, line_numbers=lines)
+        except ServiceError as error:
+            for problem in error.errors:
+                self.stderr.write(_describe(problem))
+            raise CommandError(f"nothing was imported from {path} ({len(error.errors)} problem(s))") from None
+        self.stdout.write(f"{path}: {result.created} created, {result.unchanged} unchanged, {result.updated} updated")
+
+
+def _describe(problem: dict) -> str:
+    message = problem["message"]
+    if "line" in problem and not message.startswith("line "):
+        message = f"line {problem['line']}: {message}"
+    return message

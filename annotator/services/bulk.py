@@ -1,0 +1,60 @@
+"""Bulk writes at COPY speed on PostgreSQL, bulk_create elsewhere (the embedded SQLite default)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, models
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def allocate_ids(model: type[models.Model], n: int) -> list[int]:
+    """Take ``n`` ids from the table's sequence (PostgreSQL) so rows can be COPYed with known ids."""
+    if n == 0:
+        return []
+    table = model._meta.db_table
+    pk = model._meta.pk.column
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)", [table, pk, n])
+        return [row[0] for row in cursor.fetchall()]
+
+
+class JSONText(str):
+    """A JSON document already serialized (and validated): written as is, never encoded twice."""
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+    """Insert plain tuples (values in ``columns`` order; JSON fields as dicts or lists) and return their ids.
+
+    PostgreSQL: ids from the sequence, then one COPY. Other databases: ``bulk_create``.
+    """
+    if not rows:
+        return []
+    if not is_postgres():
+        decoded = [tuple(json.loads(v) if isinstance(v, JSONText) else v for v in row) for row in rows]
+        objects = [model(**dict(zip(columns, row, strict=True))) for row in decoded]
+        model.objects.bulk_create(objects, batch_size=2000)
+        if "created_at" in columns:  # auto_now_add replaced the given times on insert
+            at = list(columns).index("created_at")
+            for obj, row in zip(objects, rows, strict=True):
+                obj.created_at = row[at]
+            model.objects.bulk_update(objects, ["created_at"], batch_size=2000)
+        return [obj.pk for obj in objects]
+    ids = allocate_ids(model, len(rows))
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in ("id", *columns))
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        for pk, row in zip(ids, rows, strict=True):
+            copy.write_row((pk, *(_copy_value(v) for v in row)))
+    return ids

@@ -1,0 +1,133 @@
+"""Reading CSV and JSONL files into import rows; problems are reported with their line number."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from annotator.errors import InvalidInput
+
+FORMATS = ("csv", "jsonl")
+CSV_FORMULA_ESCAPE = ("'=", "'+", "'-", "'@", "'\t", "'\r")
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    text: str = "text"
+    label: str = "label"
+    external_id: str = "external_id"
+    labels: str = "labels"
+    source: str = "source"
+    metadata: str = "metadata"
+    observed_at: str = "observed_at"
+    annotations: str = "annotations"
+
+
+def guess_format(filename: str) -> str:
+    lowered = filename.lower()
+    if lowered.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if lowered.endswith((".csv", ".tsv")):
+        return "csv"
+    raise InvalidInput([{"field": "format", "message": f"cannot tell the format of {filename!r}; use .csv or .jsonl"}])
+
+
+def decode(data: bytes) -> str:
+    """UTF-8 (with or without BOM); a broken byte is reported with its line and column."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise InvalidInput([{
+            "line": line, "field": "encoding",
+            "message": f"line {line}, column {column}: not valid UTF-8 (byte 0x{data[error.start]:02x}); "
+                       "save the file as UTF-8 and try again",
+        }]) from None
+
+
+def parse_file(data: bytes, fmt: str, columns: ColumnMap = ColumnMap()) -> tuple[list[dict[str, Any]], list[int]]:
+    """Rows for ``examples_import`` and the file line each came from."""
+    if fmt not in FORMATS:
+        raise InvalidInput([{"field": "format", "message": f"format must be one of {', '.join(FORMATS)}"}])
+    text = decode(data)
+    return _parse_jsonl(text, columns) if fmt == "jsonl" else _parse_csv(text, columns)
+
+
+def _rename(raw: dict[str, Any], columns: ColumnMap) -> dict[str, Any]:
+    mapping = {getattr(columns, name): name for name in ColumnMap.__dataclass_fields__}
+    return {mapping.get(key, key): value for key, value in raw.items()}
+
+
+def _parse_jsonl(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], list[int]]:
+    rows, lines, errors = [], [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            errors.append({"line": number, "message": f"line {number}: malformed JSON ({error.msg}, column {error.colno})"})
+            continue
+        if not isinstance(value, dict):
+            errors.append({"line": number, "message": f"line {number}: each line must be a JSON object"})
+            continue
+        rows.append(_rename(value, columns))
+        lines.append(number)
+    if errors:
+        raise InvalidInput(errors[:100])
+    if not rows:
+        raise InvalidInput([{"message": "the file has no rows"}])
+    return rows, lines
+
+
+def _unescape(value: str) -> str:
+    # Our CSV export guards formula-like cells with a leading apostrophe; importing it takes that off.
+    return value[1:] if value.startswith(CSV_FORMULA_ESCAPE) else value
+
+
+def _parse_csv(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], list[int]]:
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t") if text.strip() else csv.excel
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    header = reader.fieldnames or []
+    if columns.text not in header:
+        raise InvalidInput([{"line": 1, "field": columns.text,
+                             "message": f"line 1: no {columns.text!r} column; the header has {', '.join(header) or 'nothing'}"}])
+    rows, lines, errors = [], [], []
+    try:
+        for record in reader:
+            number = reader.line_num
+            if None in record:
+                errors.append({"line": number, "message": f"line {number}: more cells than header columns"})
+                continue
+            row: dict[str, Any] = {}
+            for key, value in _rename(record, columns).items():
+                if value is None or value == "" or key not in ColumnMap.__dataclass_fields__:
+                    continue
+                value = _unescape(value)
+                if key in ("metadata", "annotations"):
+                    try:
+                        value = json.loads(value)
+                    except json.JSONDecodeError:
+                        errors.append({"line": number, "field": key, "message": f"line {number}: {key} is not valid JSON"})
+                        continue
+                elif key == "labels":
+                    value = [part for part in value.split("|") if part]
+                row[key] = value
+            if "labels" in row and "label" in row:
+                row.pop("labels" if len(row["labels"]) <= 1 else "label")
+            rows.append(row)
+            lines.append(number)
+    except csv.Error as error:
+        raise InvalidInput([{"line": reader.line_num, "message": f"line {reader.line_num}: {error}"}]) from None
+    if errors:
+        raise InvalidInput(errors[:100])
+    if not rows:
+        raise InvalidInput([{"message": "the file has no rows"}])
+    return rows, lines
