@@ -43,7 +43,8 @@ def start(port: int, data_dir: Path, *, wait: float = 10.0) -> subprocess.Popen 
     directory.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-         "--save", "60", "1", "--appendonly", "yes", "--logfile", str(directory / "redis.log")],
+         "--save", "60", "1", "--appendonly", "yes", "--stop-writes-on-bgsave-error", "no",
+         "--logfile", str(directory / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + wait

@@ -65,7 +65,7 @@ def demo_project_load(*, user: AbstractBaseUser) -> DemoData:
     with transaction.atomic():
         project = project_create(
             user=user, name=DEMO_PROJECT_NAME, task="single_label", labels=labels,
-            settings={"drift_window_size": 50, "guidelines": "Pick the topic the article is mainly about."},
+            settings={"drift_window_size": 50, "max_text_chars": 30_000, "guidelines": "Pick the topic the article is mainly about."},
         )
         for start in range(0, len(rows), 5000):
             examples_import(project=project, user=user, rows=rows[start:start + 5000])

@@ -261,15 +261,23 @@ def validate_rows(
             continue
 
         row_labels = None
+        given = raw
         if "label" in raw and "labels" in raw:
-            errors.add(i, "labels", "give either label or labels, not both")
-            continue
+            # An exported row carries both (label null in multi-label projects, labels [] when unlabeled):
+            # accepted when they agree, so that an export imports back.
+            if raw["label"] is None:
+                given = {"labels": raw["labels"] or None}
+            elif raw["labels"] == [raw["label"]]:
+                given = {"label": raw["label"]}
+            else:
+                errors.add(i, "labels", "give either label or labels, not both")
+                continue
         for key in ("label", "labels"):
-            if raw.get(key) is not None:
-                row_labels = labels.check(raw[key], i, key, errors)
+            if given.get(key) is not None:
+                row_labels = labels.check(given[key], i, key, errors)
                 if row_labels is None:
                     break
-        if (raw.get("label") is not None or raw.get("labels") is not None) and row_labels is None:
+        if (given.get("label") is not None or given.get("labels") is not None) and row_labels is None:
             continue
 
         history: list[HistoryEntry] = []

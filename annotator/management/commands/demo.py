@@ -33,6 +33,15 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
         children: list[subprocess.Popen] = []
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            self._run(children, options)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stop(children)
+
+    def _run(self, children: list[subprocess.Popen], options: dict) -> None:
         if "REDIS_URL" not in os.environ:
             redis_process = embedded_redis.start(settings.EMBEDDED_REDIS_PORT, settings.DATA_DIR)
             if redis_process:
@@ -44,31 +53,23 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo project {data.project.id}: {data.project.name}")
         self.stdout.write(f"  {len(data.flipped)} seed labels are deliberately wrong (see docs/demo.md)")
         if options["setup_only"]:
-            self._stop(children)
             return
-        env = dict(os.environ)
         children.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q", "default,training,scoring",
-             "--concurrency", "1", "--loglevel", "INFO"], env=env,
+             "--concurrency", "1", "--loglevel", "INFO"],
         ))
         children.append(subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", f"{options['host']}:{options['port']}"],
-            env=env, cwd=settings.BASE_DIR,
+            cwd=settings.BASE_DIR,
         ))
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(self.style.SUCCESS(
             f"\nRelabel is running at {url}\n  log in as {username} / {password}\n"
             f"  API docs: {url}api/docs/   (Ctrl-C stops everything)\n"
         ))
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        try:
-            while all(child.poll() is None for child in children):
-                time.sleep(1)
-            self.stderr.write("a demo process exited; stopping the rest")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self._stop(children)
+        while all(child.poll() is None for child in children):
+            time.sleep(1)
+        self.stderr.write("a demo process exited; stopping the rest")
 
     def _admin(self) -> tuple[str, str]:
         """The demo admin; its password comes from DEMO_PASSWORD or is made once and kept in DATA_DIR."""
