@@ -20,6 +20,9 @@ class ExampleAdmin(admin.ModelAdmin):
     search_fields = ["external_id"]
     raw_id_fields = ["latest_score"]
 
+    def has_delete_permission(self, request, obj=None):  # noqa: ANN001, ARG002 - project counts stay exact
+        return False
+
 
 @admin.register(Annotation)
 class AnnotationAdmin(admin.ModelAdmin):

@@ -45,6 +45,9 @@ class Project(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Kept by the import service in the same transaction as the rows (examples are never deleted one by
+    # one), so the unfiltered example list needs no COUNT over a million rows.
+    example_count = models.PositiveBigIntegerField(default=0)
     serving_version = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -93,10 +96,11 @@ class Membership(models.Model):
 
 
 class Example(models.Model):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="examples")
+    # No index of its own: every composite index below starts with the project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="examples", db_index=False)
     external_id = models.CharField(max_length=255)
     text = models.TextField()
-    text_hash = models.CharField(max_length=TEXT_HASH_LENGTH, db_index=True)
+    text_hash = models.CharField(max_length=TEXT_HASH_LENGTH)
     # seed, import and production are the known sources; clients may name others (e.g. "pool").
     source = models.CharField(max_length=50, default=Source.IMPORT)
     metadata = models.JSONField(default=dict, blank=True)
@@ -119,7 +123,11 @@ class Example(models.Model):
         indexes = [
             models.Index(fields=["project", "source", "id"], name="example_project_source"),
             models.Index(fields=["project", "label_source", "id"], name="example_project_labeled"),
-            models.Index(fields=["project", "observed_at", "id"], name="example_project_observed"),
+            models.Index(fields=["project", "id"], name="example_project_id"),
+            models.Index(
+                fields=["project", "observed_at", "id"], name="example_production_observed",
+                condition=Q(source="production"),
+            ),
         ]
 
     def __str__(self) -> str:

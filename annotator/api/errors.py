@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import DataError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -39,6 +40,32 @@ def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
     return [error]
 
 
+def _has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+def _nul_in_request(context: dict[str, Any]) -> bool:
+    request = context.get("request")
+    if request is None:
+        return False
+    try:
+        data = request.data
+    except Exception:  # noqa: BLE001 - an unreadable body holds no NUL we could blame
+        data = None
+    return _has_nul(dict(request.query_params.lists())) or _has_nul(data)
+
+
 def errors_response(errors: list[dict[str, Any]], status_code: int, **extra: Any) -> Response:
     return Response({"errors": errors, **extra}, status=status_code)
 
@@ -48,6 +75,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return errors_response(exc.errors, exc.status_code, **exc.extra)
     if isinstance(exc, RequestDataTooBig):
         return errors_response([{"message": str(exc) or "request body too large"}], status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, DataError) and _nul_in_request(context):
+        # PostgreSQL stores no NUL character; fields the services do not check one by one end up here.
+        return errors_response([{"message": "text must not contain NUL characters (\\u0000)"}],
+                               status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.ParseError):
         return errors_response([{"message": f"malformed JSON: {exc.detail}"}], status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):

@@ -5,10 +5,6 @@ Each view validates input, calls one service or selector, and shapes the output.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -197,7 +193,8 @@ class ProjectExamplesApi(APIView):
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
         qs = selectors.example_list(project, params=request.query_params)
-        paginator = Pagination()
+        filtered = any(request.query_params.get(name) for name in ("source", "labeled", "label", "q"))
+        paginator = Pagination.with_count(None if filtered else project.example_count)
         page = paginator.paginate_queryset(selectors.with_list_relations(qs), request, view=self)
         names = selectors.project_labels(project)
         multi = project.is_multi_label
@@ -244,44 +241,6 @@ class ExampleAnnotationsApi(APIView):
         return Response(annotation_out(annotation, multi=example.project.is_multi_label), status=201)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: str) -> str:
-    """Spreadsheets run cells that start like a formula; a leading apostrophe keeps them text."""
-    return "'" + value if value.startswith(CSV_FORMULA_START) else value
-
-
-def export_csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    columns = ["id", "external_id", "text", "source", "label", "labels", "label_source", "metadata",
-               "observed_at", "annotations"]
-    yield writer.writerow(columns)
-    for row in rows:
-        yield writer.writerow([
-            row["id"], csv_safe(row["external_id"]), csv_safe(row["text"]), row["source"],
-            csv_safe(row["label"] or ""), csv_safe("|".join(row["labels"])), row["label_source"] or "",
-            json.dumps(row["metadata"], ensure_ascii=False), row["observed_at"] or "",
-            json.dumps(row["annotations"], ensure_ascii=False),
-        ])
-
-
-def export_jsonl_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    for i, row in enumerate(rows, 1):
-        buffer.write(json.dumps(row, ensure_ascii=False))
-        buffer.write("\n")
-        if i % 500 == 0:
-            yield buffer.getvalue()
-            buffer = io.StringIO()
-    yield buffer.getvalue()
-
-
 class IgnoreFormatParam(DefaultContentNegotiation):
     """``?format=jsonl|csv`` names the export format here, not a DRF renderer."""
 
@@ -299,12 +258,9 @@ class ProjectExportApi(APIView):
     def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
         fmt = request.query_params.get("format", "jsonl")
-        rows = selectors.export_rows(project)
-        if fmt == "csv":
-            response = StreamingHttpResponse(export_csv_lines(rows), content_type="text/csv; charset=utf-8")
-        elif fmt == "jsonl":
-            response = StreamingHttpResponse(export_jsonl_lines(rows), content_type="application/x-ndjson")
-        else:
+        if fmt not in selectors.EXPORT_FORMATS:
             raise InvalidInput([{"field": "format", "message": "format must be jsonl or csv"}])
+        content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+        response = StreamingHttpResponse(selectors.export_lines(project, fmt), content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="project-{project.id}.{fmt}"'
         return response

@@ -18,6 +18,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -289,10 +290,9 @@ def validate_rows(
             if not history:
                 continue
 
-        index = line_numbers[i] if line_numbers else i
         if external_id not in first_index_of:
             first_index_of[external_id] = len(out)
-            out.append(Row(index, external_id, text, digest, source, metadata, observed_at, row_labels, history))
+            out.append(Row(i, external_id, text, digest, source, metadata, observed_at, row_labels, history))
     if errors.items:
         if line_numbers:
             for error in errors.items:
@@ -323,7 +323,13 @@ def _check_history(value: Any, index: int, labels: _LabelChecker, errors: _Error
         if item.get("created_at") is not None and created_at is None:
             return None
         note = item.get("note") or ""
-        entries.append(HistoryEntry(item["user"], kind, names, created_at, note if isinstance(note, str) else ""))
+        note = note if isinstance(note, str) else ""
+        for name, value in (("user", item["user"]), ("note", note)):
+            problem = _unicode_problem(value)
+            if problem:
+                errors.add(index, f"{where}.{name}", f"{name} {problem}")
+                return None
+        entries.append(HistoryEntry(item["user"], kind, names, created_at, note))
     return entries
 
 
@@ -351,7 +357,8 @@ def examples_import(
         existing = _existing(project, [r.external_id for r in valid])
         conflicts = [
             {"index": r.index, "field": "external_id",
-             "message": f"external_id {r.external_id!r} already exists with a different text"}
+             "message": f"external_id {r.external_id!r} already exists with a different text",
+             **({"line": line_numbers[r.index]} if line_numbers else {})}
             for r in valid if r.external_id in existing and existing[r.external_id][1] != r.text_hash
         ]
         if conflicts:
@@ -369,6 +376,8 @@ def examples_import(
                 for r in new_rows
             ],
         )
+        if new_ids:
+            Project.objects.filter(pk=project.pk).update(example_count=F("example_count") + len(new_ids))
         ids_by_external = {ext: pk for ext, (pk, _) in existing.items()}
         ids_by_external.update({r.external_id: pk for r, pk in zip(new_rows, new_ids, strict=True)})
         updated_ids = _changed_labels([r for r in valid if r.external_id in existing], existing)

@@ -90,11 +90,13 @@ def _unescape(value: str) -> str:
 
 
 def _parse_csv(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], list[int]]:
+    # Only the delimiter is guessed: the sniffer's quote guesses ("'" for texts like 'this' one, no doubled
+    # quotes when the sample has none) corrupt or refuse ordinary files; quoting is always RFC 4180.
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t") if text.strip() else csv.excel
+        delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter if text.strip() else ","
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+        delimiter = ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=csv.excel, delimiter=delimiter)
     header = reader.fieldnames or []
     if columns.text not in header:
         raise InvalidInput([{"line": 1, "field": columns.text,

@@ -1,0 +1,160 @@
+"""The review queue: leasing, submitting, skipping. Locks live here and only here.
+
+Leasing takes the highest-priority pending items with ``SELECT ... FOR UPDATE SKIP LOCKED`` (as Label
+Studio's next_task does), so concurrent annotators never receive the same item; an expired lease counts
+as pending again. Overlap: an example may have several queue items (slots), and one annotator never gets
+two slots of one example.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from annotator.errors import Conflict, InvalidInput, NotFound
+from annotator.models import Annotation, AnnotationKind, Example, Project, QueueItem
+from annotator.services.annotations import annotation_create, labels_from_payload
+
+MAX_LEASE_BATCH = 100
+
+
+def _available(project: Project, now) -> Q:  # noqa: ANN001
+    return Q(project=project) & (
+        Q(status=QueueItem.Status.PENDING) | Q(status=QueueItem.Status.LEASED, lease_expires_at__lt=now)
+    )
+
+
+def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> list[QueueItem]:
+    """Lease up to ``n`` items to ``user`` (items they already hold first, renewed)."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_LEASE_BATCH:
+        raise InvalidInput([{"field": "n", "message": f"n must be an integer from 1 to {MAX_LEASE_BATCH}"}])
+    now = timezone.now()
+    expires = now + timedelta(seconds=int(project.setting("lease_seconds")))
+    with transaction.atomic():
+        held = list(
+            QueueItem.objects.select_for_update(skip_locked=True)
+            .filter(project=project, status=QueueItem.Status.LEASED, leased_by=user, lease_expires_at__gte=now)
+            .order_by("-priority", "id")[:n]
+        )
+        fresh: list[QueueItem] = []
+        if len(held) < n:
+            candidates = (
+                QueueItem.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(_available(project, now))
+                .exclude(example_id__in=[item.example_id for item in held])
+                .order_by("-priority", "id")
+            )
+            if int(project.setting("overlap")) > 1:
+                # With overlap, one annotator still answers each example once.
+                candidates = candidates.exclude(example__annotations__user=user).exclude(
+                    example_id__in=QueueItem.objects.filter(
+                        project=project, leased_by=user, status=QueueItem.Status.LEASED, lease_expires_at__gte=now
+                    ).values("example_id")
+                )
+            seen_examples = {item.example_id for item in held}
+            for item in candidates[: (n - len(held)) * 3]:
+                if item.example_id in seen_examples:
+                    continue
+                seen_examples.add(item.example_id)
+                fresh.append(item)
+                if len(held) + len(fresh) == n:
+                    break
+        items = held + fresh
+        for item in items:
+            item.status = QueueItem.Status.LEASED
+            item.leased_by = user
+            item.lease_expires_at = expires
+        QueueItem.objects.bulk_update(items, ["status", "leased_by", "lease_expires_at"])
+    return items
+
+
+def _locked_item_of(user: AbstractBaseUser, item_id: Any) -> QueueItem:
+    try:
+        pk = int(item_id)
+    except (TypeError, ValueError):
+        raise NotFound("queue item not found") from None
+    item = (
+        QueueItem.objects.select_for_update(of=("self",))
+        .select_related("example", "project")
+        .filter(pk=pk, project__memberships__user=user)
+        .first()
+    )
+    if item is None:
+        raise NotFound("queue item not found")
+    return item
+
+
+def _require_lease(item: QueueItem, user: AbstractBaseUser) -> None:
+    if item.status != QueueItem.Status.LEASED or item.leased_by_id != user.pk:
+        raise Conflict("this item is not leased to you (the lease expired or was never taken); lease it again")
+    if item.lease_expires_at and item.lease_expires_at < timezone.now():
+        # Expired but nobody took it over: the lease is lost all the same.
+        raise Conflict("your lease on this item expired; lease it again")
+
+
+def queue_submit(*, user: AbstractBaseUser, item_id: Any, data: dict[str, Any]) -> Annotation:
+    """Answer a leased item: the annotation and the item's closing happen in one transaction."""
+    with transaction.atomic():
+        item = _locked_item_of(user, item_id)
+        _require_lease(item, user)
+        labels = labels_from_payload(item.project, data)
+        note = data.get("note") or ""
+        kind = AnnotationKind.RELABEL if item.reason == QueueItem.Reason.SUSPECT else None
+        item.example.project = item.project
+        annotation = annotation_create(
+            example=item.example, user=user, labels=labels, kind=kind, note=note, queue_item_id=item.id
+        )
+        item.status = QueueItem.Status.DONE
+        item.done_by = user
+        item.done_at = timezone.now()
+        item.lease_expires_at = None
+        item.save(update_fields=["status", "done_by", "done_at", "lease_expires_at"])
+    return annotation
+
+
+def queue_skip(*, user: AbstractBaseUser, item_id: Any) -> QueueItem:
+    """Give a leased item back to the queue."""
+    with transaction.atomic():
+        item = _locked_item_of(user, item_id)
+        _require_lease(item, user)
+        item.status = QueueItem.Status.PENDING
+        item.leased_by = None
+        item.lease_expires_at = None
+        item.save(update_fields=["status", "leased_by", "lease_expires_at"])
+    return item
+
+
+def queue_heartbeat(*, user: AbstractBaseUser, item_id: Any) -> QueueItem:
+    """Renew a lease the caller still holds."""
+    with transaction.atomic():
+        item = _locked_item_of(user, item_id)
+        _require_lease(item, user)
+        item.lease_expires_at = timezone.now() + timedelta(seconds=int(item.project.setting("lease_seconds")))
+        item.save(update_fields=["lease_expires_at"])
+    return item
+
+
+def queue_add(
+    *, project: Project, examples: list[Example] | list[int], reason: str, priority: float = 0.0,
+    explanation: str = "", model_version_id: int | None = None,
+) -> int:
+    """Put examples in the queue (one item per overlap slot); examples already queued are left alone."""
+    ids = [e if isinstance(e, int) else e.id for e in examples]
+    overlap = int(project.setting("overlap"))
+    open_slots = set(
+        QueueItem.objects.filter(
+            example_id__in=ids, status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED]
+        ).values_list("example_id", "slot")
+    )
+    items = [
+        QueueItem(project=project, example_id=example_id, reason=reason, priority=priority, slot=slot,
+                  explanation=explanation[:300], model_version_id=model_version_id)
+        for example_id in ids for slot in range(overlap) if (example_id, slot) not in open_slots
+    ]
+    QueueItem.objects.bulk_create(items, batch_size=2000, ignore_conflicts=True)
+    return len(items)
