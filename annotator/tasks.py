@@ -1,0 +1,81 @@
+"""Celery tasks: thin. Each takes ids, re-fetches rows, calls a service, and is safe to run twice.
+
+Routes (settings.CELERY_TASK_ROUTES): train_* on the ``training`` queue, score_* on ``scoring``, the rest on
+``default``. acks_late + reject_on_worker_lost: a task whose worker dies is delivered again, and the job
+row's lock and status make the second run continue or stop instead of repeating finished work.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from annotator.models import Job
+from annotator.services import jobs as job_services
+
+log = logging.getLogger(__name__)
+
+# A job redelivered this many times after a worker died is failed instead of retried forever.
+MAX_ATTEMPTS = 3
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def train_project(job_id: int) -> None:
+    from annotator.services.pipeline import TrainingInputError, run_training
+
+    job = job_services.job_start(job_id)
+    if job is None:
+        return
+    if job.attempts > MAX_ATTEMPTS:
+        job_services.job_finish(job_id, Job.Status.FAILED, message=f"gave up after {job.attempts - 1} attempts "
+                                "(the worker died each time); the serving version is unchanged")
+        return
+    reporter = job_services.JobReporter(job)
+    try:
+        run_training(job, reporter)
+    except job_services.JobCancelled:
+        job_services.job_finish(job_id, Job.Status.CANCELLED, message="cancelled; the serving version is unchanged")
+    except TrainingInputError as error:
+        job_services.job_finish(job_id, Job.Status.FAILED, message=str(error))
+    except Exception as error:  # noqa: BLE001 - the job row records every failure for the user
+        from training.train import TrainingCancelled
+
+        if isinstance(error, TrainingCancelled):
+            job_services.job_finish(job_id, Job.Status.CANCELLED, message="cancelled; the serving version is unchanged")
+        else:
+            job_services.job_fail(job_id, error)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), retry_backoff=True,
+             max_retries=3)
+def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
+    from annotator.services.pipeline import score_chunk as run
+
+    try:
+        run(score_job_id, index, example_ids)
+    except Exception as error:
+        job = Job.objects.filter(pk=score_job_id).first()
+        if job is not None:
+            job_services.job_fail(score_job_id, error)
+            if job.parent_id:
+                job_services.job_fail(job.parent_id, error)
+        raise
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def rebuild_queue(train_job_id: int) -> None:
+    from annotator.services.pipeline import rebuild_queue as run
+
+    try:
+        run(train_job_id)
+    except Exception as error:
+        job_services.job_fail(train_job_id, error)
+        raise
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def check_drift(project_id: int) -> None:
+    from annotator.services.production import drift_check
+
+    drift_check(project_id)

@@ -15,3 +15,25 @@ urlpatterns = [
     path("examples/<int:example_id>/", views.ExampleDetailApi.as_view(), name="api-example"),
     path("examples/<int:example_id>/annotations/", views.ExampleAnnotationsApi.as_view(), name="api-example-annotations"),
 ]
+
+from annotator.api import loop  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/queue/", loop.QueueStatsApi.as_view(), name="api-queue"),
+    path("projects/<int:project_id>/queue/next/", loop.QueueNextApi.as_view(), name="api-queue-next"),
+    path("queue/<int:item_id>/submit/", loop.QueueSubmitApi.as_view(), name="api-queue-submit"),
+    path("queue/<int:item_id>/skip/", loop.QueueSkipApi.as_view(), name="api-queue-skip"),
+    path("queue/<int:item_id>/heartbeat/", loop.QueueHeartbeatApi.as_view(), name="api-queue-heartbeat"),
+    path("projects/<int:project_id>/train/", loop.TrainApi.as_view(), name="api-train"),
+    path("projects/<int:project_id>/jobs/", loop.ProjectJobsApi.as_view(), name="api-project-jobs"),
+    path("jobs/<int:job_id>/", loop.JobDetailApi.as_view(), name="api-job"),
+    path("jobs/<int:job_id>/cancel/", loop.JobCancelApi.as_view(), name="api-job-cancel"),
+    path("projects/<int:project_id>/models/", loop.ProjectModelsApi.as_view(), name="api-models"),
+    path("models/<int:model_id>/promote/", loop.ModelPromoteApi.as_view(), name="api-model-promote"),
+    path("projects/<int:project_id>/predict/", loop.PredictApi.as_view(), name="api-predict"),
+    path("projects/<int:project_id>/samples/", loop.SamplesApi.as_view(), name="api-samples"),
+    path("projects/<int:project_id>/noise-report/", loop.NoiseReportApi.as_view(), name="api-noise-report"),
+    path("projects/<int:project_id>/noise-report/decisions/", loop.NoiseDecisionsApi.as_view(),
+         name="api-noise-decisions"),
+    path("projects/<int:project_id>/drift/", loop.DriftApi.as_view(), name="api-drift"),
+]

@@ -1,0 +1,240 @@
+"""REST API v1, the loop: queue, jobs, training, models, predictions, production samples, noise, drift."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from annotator import loop_selectors, selectors
+from annotator.api.pagination import Pagination
+from annotator.api.serializers import AnnotationIn, AnnotationOut, JobOut, annotation_out, job_out
+from annotator.api.views import ERRORS, body_dict
+from annotator.errors import Conflict, InvalidInput
+from annotator.models import Job, ModelVersion, QueueItem, Role
+from annotator.services import jobs as job_services
+from annotator.services import models as model_services
+from annotator.services import noise as noise_services
+from annotator.services import production as production_services
+from annotator.services import queue as queue_services
+
+QueueItemOut = inline_serializer("QueueItemOut", many=True, fields={
+    "id": serializers.IntegerField(),
+    "example": inline_serializer("QueueExampleOut", {
+        "id": serializers.IntegerField(), "text": serializers.CharField(), "source": serializers.CharField(),
+        "metadata": serializers.DictField(), "external_id": serializers.CharField(),
+    }),
+    "reason": serializers.ChoiceField(choices=QueueItem.Reason.values),
+    "explanation": serializers.CharField(),
+    "priority": serializers.FloatField(),
+    "suggestion": inline_serializer("SuggestionOut", {
+        "label": serializers.CharField(), "labels": serializers.ListField(child=serializers.CharField()),
+        "confidence": serializers.FloatField(),
+    }, allow_null=True),
+    "lease_expires_at": serializers.DateTimeField(),
+})
+PredictionOut = inline_serializer("PredictionOut", {
+    "label": serializers.CharField(allow_null=True),
+    "labels": serializers.ListField(child=serializers.CharField()),
+    "probs": serializers.DictField(child=serializers.FloatField()),
+    "confidence": serializers.FloatField(),
+})
+
+
+# --- queue ----------------------------------------------------------------------------------------------
+class QueueStatsApi(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Queue counts by status and reason")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        return Response(loop_selectors.queue_stats(project))
+
+
+class QueueNextApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("n", int, description="how many items to lease (1-100, default 10)")],
+        responses={200: QueueItemOut, **ERRORS},
+        summary="Lease up to n items to the caller",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        raw = request.query_params.get("n", "10")
+        try:
+            n = int(raw)
+        except ValueError:
+            raise InvalidInput([{"field": "n", "message": "n must be an integer from 1 to 100"}]) from None
+        items = queue_services.queue_lease(project=project, user=request.user, n=n)
+        return Response(loop_selectors.queue_items_out(project, items))
+
+
+class QueueSubmitApi(APIView):
+    @extend_schema(request=AnnotationIn, responses={201: AnnotationOut, **ERRORS},
+                   summary="Answer a leased item (409 when the lease was lost)")
+    def post(self, request: Request, item_id: int) -> Response:
+        annotation = queue_services.queue_submit(user=request.user, item_id=item_id, data=body_dict(request))
+        project = annotation.example.project
+        model_services.maybe_retrain(project=project)
+        return Response(annotation_out(annotation, multi=project.is_multi_label), status=201)
+
+
+class QueueSkipApi(APIView):
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Release a leased item")
+    def post(self, request: Request, item_id: int) -> Response:
+        item = queue_services.queue_skip(user=request.user, item_id=item_id)
+        return Response({"id": item.id, "status": item.status})
+
+
+class QueueHeartbeatApi(APIView):
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Renew a lease")
+    def post(self, request: Request, item_id: int) -> Response:
+        item = queue_services.queue_heartbeat(user=request.user, item_id=item_id)
+        return Response({"id": item.id, "lease_expires_at": item.lease_expires_at})
+
+
+# --- jobs and training -------------------------------------------------------------------------------------
+class TrainApi(APIView):
+    @extend_schema(
+        request=inline_serializer("TrainIn", {
+            "mode": serializers.ChoiceField(choices=["auto", "frozen", "gradual", "full", "lora"], required=False),
+            "seeds": serializers.IntegerField(required=False, min_value=1, max_value=5),
+        }),
+        responses={202: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, **ERRORS},
+        summary="Retrain (reviewer); 409 naming the running job if one is queued or running",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        data = request.data if isinstance(request.data, dict) else {}
+        if request.data and not isinstance(request.data, dict):
+            raise InvalidInput("the body must be a JSON object")
+        try:
+            job = model_services.training_start(project=project, user=request.user, mode=data.get("mode"),
+                                                seeds=data.get("seeds"))
+        except Conflict as conflict:
+            running = Job.objects.get(pk=conflict.extra["job_id"])
+            return Response({"errors": conflict.errors, "job": job_out(running)}, status=409)
+        return Response({"job": job_out(job)}, status=202)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses={200: JobOut, **ERRORS}, summary="A job's status, progress, stage, message and result")
+    def get(self, request: Request, job_id: int) -> Response:
+        return Response(job_out(loop_selectors.job_for(request.user, job_id)))
+
+
+class JobCancelApi(APIView):
+    @extend_schema(request=None, responses={200: JobOut, **ERRORS}, summary="Cancel a queued or running job (reviewer)")
+    def post(self, request: Request, job_id: int) -> Response:
+        job = loop_selectors.job_for(request.user, job_id, role=Role.REVIEWER)
+        return Response(job_out(job_services.job_cancel(job=job)))
+
+
+class ProjectJobsApi(APIView):
+    @extend_schema(responses={200: JobOut(many=True), **ERRORS}, summary="The project's jobs, newest first")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(Job.objects.filter(project=project).order_by("-id"), request, view=self)
+        return paginator.get_paginated_response([job_out(j) for j in page])
+
+
+# --- models and predictions ------------------------------------------------------------------------------
+class ProjectModelsApi(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Model versions with metrics (reviewer)")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        paginator = Pagination()
+        versions = ModelVersion.objects.filter(project=project).order_by("-number")
+        page = paginator.paginate_queryset(versions, request, view=self)
+        return paginator.get_paginated_response([loop_selectors.model_version_out(v, project) for v in page])
+
+
+class ModelPromoteApi(APIView):
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS},
+                   summary="Make this version the serving one (reviewer)")
+    def post(self, request: Request, model_id: int) -> Response:
+        version = loop_selectors.model_version_for(request.user, model_id, role=Role.REVIEWER)
+        version = model_services.model_promote(version=version, reason=f"promoted by {request.user.username}")
+        return Response(loop_selectors.model_version_out(version, version.project))
+
+
+class PredictApi(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "push"
+
+    @extend_schema(
+        request=inline_serializer("PredictIn", {"texts": serializers.ListField(child=serializers.CharField())}),
+        responses={200: inline_serializer("PredictOut", {
+            "model_version": serializers.IntegerField(), "predictions": PredictionOut}), **ERRORS},
+        summary="Predict with the serving version (409 when none is promoted)",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id)
+        texts = body_dict(request).get("texts")
+        version, predictions = production_services.predict_texts(project=project, texts=texts)
+        return Response({"model_version": version.number, "predictions": predictions})
+
+
+class SamplesApi(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "push"
+
+    @extend_schema(
+        request=inline_serializer("SampleIn", {
+            "text": serializers.CharField(), "external_id": serializers.CharField(required=False),
+            "metadata": serializers.DictField(required=False),
+            "observed_at": serializers.DateTimeField(required=False)}, many=True),
+        responses={201: inline_serializer("SamplesOut", {
+            "ids": serializers.ListField(child=serializers.IntegerField()),
+            "predictions": PredictionOut}), **ERRORS},
+        summary="Push production samples (reviewer); answers predictions or null when no model is promoted",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        result = production_services.samples_push(project=project, user=request.user, rows=request.data)
+        return Response(result, status=201)
+
+
+# --- noise and drift -----------------------------------------------------------------------------------
+class NoiseReportApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("label", str, description="only issues whose given label is this one")],
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+        summary="Suspected label errors, ascending label quality (reviewer)",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        report, issues = loop_selectors.noise_report(project, label=request.query_params.get("label"))
+        paginator = Pagination()
+        page = paginator.paginate_queryset(issues, request, view=self)
+        report["issues"] = paginator.get_paginated_response(
+            loop_selectors.noise_issues_out(project, page)).data
+        return Response(report)
+
+
+class NoiseDecisionsApi(APIView):
+    @extend_schema(
+        request=inline_serializer("NoiseDecisionIn", {
+            "example_id": serializers.IntegerField(),
+            "action": serializers.ChoiceField(choices=["keep", "relabel", "send_to_queue"]),
+            "label": serializers.CharField(required=False),
+            "labels": serializers.ListField(child=serializers.CharField(), required=False),
+            "note": serializers.CharField(required=False)}, many=True),
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+        summary="Keep, relabel or send suspects to the queue (reviewer), all or nothing",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        return Response(noise_services.noise_decisions_apply(project=project, user=request.user, rows=request.data))
+
+
+class DriftApi(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS},
+                   summary="Drift windows of production samples, newest first (reviewer)")
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(project.drift_windows.order_by("-sequence"), request, view=self)
+        return paginator.get_paginated_response([loop_selectors.drift_window_out(w) for w in page])

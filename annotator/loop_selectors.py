@@ -1,0 +1,214 @@
+"""Read queries of the loop: queue state, jobs, model versions, the noise report, drift windows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from annotator.errors import NotFound
+from annotator.models import (
+    DriftWindow,
+    Example,
+    ExampleLabel,
+    ExampleScore,
+    Job,
+    ModelVersion,
+    Project,
+    QueueItem,
+    Role,
+)
+from annotator.selectors import project_labels, require_role, role_of
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+# --- queue ----------------------------------------------------------------------------------------------
+def queue_stats(project: Project) -> dict[str, Any]:
+    now = timezone.now()
+    rows = (
+        QueueItem.objects.filter(project=project)
+        .values_list("status", "reason")
+        .annotate(n=Count("id"))
+    )
+    by_status = dict.fromkeys(["pending", "leased", "done"], 0)
+    by_reason: dict[str, int] = {}
+    for status, reason, n in rows:
+        if status in by_status:
+            by_status[status] += n
+        if status in (QueueItem.Status.PENDING, QueueItem.Status.LEASED):
+            by_reason[reason] = by_reason.get(reason, 0) + n
+    expired = QueueItem.objects.filter(
+        project=project, status=QueueItem.Status.LEASED, lease_expires_at__lt=now
+    ).count()
+    by_status["pending"] += expired
+    by_status["leased"] -= expired
+    rebuilt = (
+        Job.objects.filter(project=project, kind=Job.Kind.QUEUE_REBUILD, status=Job.Status.SUCCEEDED)
+        .order_by("-finished_at").values_list("finished_at", flat=True).first()
+    )
+    serving = project.serving_version
+    return {**by_status, "by_reason": by_reason, "model_version": serving.number if serving else None,
+            "rebuilt_at": _time(rebuilt)}
+
+
+def queue_items_out(project: Project, items: list[QueueItem]) -> list[dict[str, Any]]:
+    """The leased items as the API and the annotate page show them."""
+    if not items:
+        return []
+    show = bool(project.setting("show_suggestions"))
+    examples = {e.id: e for e in Example.objects.filter(id__in=[i.example_id for i in items]).select_related(
+        "latest_score")}
+    out = []
+    for item in items:
+        example = examples[item.example_id]
+        score = example.latest_score
+        suggestion = None
+        if show and score is not None:
+            predicted = score.predicted or []
+            suggestion = {"label": predicted[0] if predicted else None, "labels": predicted,
+                          "confidence": round(score.confidence, 4)}
+        out.append({
+            "id": item.id,
+            "example": {"id": example.id, "external_id": example.external_id, "text": example.text,
+                        "source": example.source, "metadata": example.metadata},
+            "reason": item.reason,
+            "explanation": item.explanation,
+            "priority": round(item.priority, 6),
+            "suggestion": suggestion,
+            "lease_expires_at": _time(item.lease_expires_at),
+        })
+    return out
+
+
+# --- jobs -----------------------------------------------------------------------------------------------
+def job_for(user: AbstractBaseUser, job_id: Any, *, role: str = Role.ANNOTATOR) -> Job:
+    try:
+        pk = int(job_id)
+    except (TypeError, ValueError):
+        raise NotFound("job not found") from None
+    job = Job.objects.select_related("project").filter(pk=pk).first()
+    if job is None or role_of(user, job.project) is None:
+        raise NotFound("job not found")
+    require_role(user, job.project, role)
+    return job
+
+
+# --- models ---------------------------------------------------------------------------------------------
+def model_version_for(user: AbstractBaseUser, model_id: Any, *, role: str = Role.REVIEWER) -> ModelVersion:
+    try:
+        pk = int(model_id)
+    except (TypeError, ValueError):
+        raise NotFound("model version not found") from None
+    version = ModelVersion.objects.select_related("project").filter(pk=pk).first()
+    if version is None or role_of(user, version.project) is None:
+        raise NotFound("model version not found")
+    require_role(user, version.project, role)
+    return version
+
+
+def model_version_out(version: ModelVersion, project: Project) -> dict[str, Any]:
+    metrics = version.metrics or {}
+    return {
+        "id": version.id,
+        "number": version.number,
+        "version": version.number,
+        "status": version.status,
+        "mode": version.mode,
+        "n_train": version.n_train,
+        "promoted": project.serving_version_id == version.id,
+        "macro_f1": metrics.get("macro_f1"),
+        "ece": metrics.get("ece"),
+        "metrics": metrics,
+        "comparison": version.comparison,
+        "content_hash": version.content_hash,
+        "snapshot": version.snapshot,
+        "created_at": _time(version.created_at),
+        "finished_at": _time(version.finished_at),
+        "promoted_at": _time(version.promoted_at),
+    }
+
+
+# --- noise report ---------------------------------------------------------------------------------------
+def latest_noise_version(project: Project) -> ModelVersion | None:
+    """The newest ready version whose scores include label quality."""
+    return (
+        ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY, metrics__has_key="noise")
+        .order_by("-number").first()
+    )
+
+
+def noise_report(project: Project, *, label: str | None = None) -> tuple[dict[str, Any], QuerySet[ExampleScore]]:
+    """The report header and the issues (scores of currently labeled examples flagged as issues)."""
+    version = latest_noise_version(project)
+    if version is None:
+        return ({"model_version": None, "estimated_noise_rate": None, "per_class": []},
+                ExampleScore.objects.none())
+    noise = version.metrics.get("noise", {})
+    issues = (
+        ExampleScore.objects.filter(model_version=version, is_issue=True)
+        .exclude(example__label_source="")
+        # A reviewer's decision settles an example; it leaves the report.
+        .exclude(example__label_source="review")
+        .select_related("example")
+        .order_by("label_quality", "id")
+    )
+    if label:
+        issues = issues.filter(example__current_labels__label__name=label)
+    header = {
+        "model_version": version.number,
+        "estimated_noise_rate": noise.get("estimated_noise_rate"),
+        "per_class": noise.get("per_class", []),
+        "n_labeled": noise.get("n"),
+    }
+    return header, issues
+
+
+def noise_issues_out(project: Project, scores: list[ExampleScore]) -> list[dict[str, Any]]:
+    ids = [s.example_id for s in scores]
+    given: dict[int, list[str]] = {}
+    for example_id, name in ExampleLabel.objects.filter(example_id__in=ids).order_by(
+        "label__position"
+    ).values_list("example_id", "label__name"):
+        given.setdefault(example_id, []).append(name)
+    multi = project.is_multi_label
+    out = []
+    for score in scores:
+        labels = given.get(score.example_id, [])
+        out.append({
+            "example_id": score.example_id,
+            "external_id": score.example.external_id,
+            "text": score.example.text,
+            "given_label": labels if multi else (labels[0] if labels else None),
+            "suggested_label": score.suggested_label,
+            "label_quality": score.label_quality,
+            "confidence": score.confidence,
+            "probs": dict(zip(project_labels(project), score.probs, strict=False)),
+        })
+    return out
+
+
+# --- drift ----------------------------------------------------------------------------------------------
+def drift_window_out(window: DriftWindow) -> dict[str, Any]:
+    return {
+        "id": window.id,
+        "sequence": window.sequence,
+        "start": _time(window.start),
+        "end": _time(window.end),
+        "n": window.n,
+        "model_version": window.model_version.number if window.model_version else None,
+        "class_distribution": window.class_distribution,
+        "class_shift": window.class_shift,
+        "mean_confidence": window.mean_confidence,
+        "confidence_shift": window.confidence_shift,
+        "embedding_drift": window.embedding_drift,
+        "anomalies": window.anomalies,
+        "details": window.details,
+        "alert": window.alert,
+        "reasons": window.reasons,
+        "actions": window.actions,
+    }

@@ -1,0 +1,90 @@
+"""Reviewer decisions on the noise report: keep a label, relabel, or send the example to the queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotator.errors import InvalidInput
+from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Project, QueueItem
+from annotator.services.annotations import label_map, refresh_current_labels, validate_labels
+from annotator.services.queue import queue_add
+
+ACTIONS = ("keep", "relabel", "send_to_queue")
+MAX_DECISIONS = 1000
+
+
+def noise_decisions_apply(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict[str, Any]:
+    """Apply every decision or none. ``keep`` and ``relabel`` record a ``review`` annotation (which outranks
+    other answers); ``send_to_queue`` queues the example with reason ``suspect``."""
+    if not isinstance(rows, list) or not rows:
+        raise InvalidInput("the body must be a non-empty JSON list of decisions")
+    if len(rows) > MAX_DECISIONS:
+        raise InvalidInput(f"at most {MAX_DECISIONS} decisions per request")
+    known = label_map(project)
+    errors: list[dict[str, Any]] = []
+    decisions: list[tuple[int, str, list[str] | None, str]] = []
+    seen: set[int] = set()
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append({"index": i, "message": "each decision must be an object"})
+            continue
+        example_id, action = row.get("example_id"), row.get("action")
+        if not isinstance(example_id, int) or isinstance(example_id, bool):
+            errors.append({"index": i, "field": "example_id", "message": "example_id must be an integer"})
+            continue
+        if example_id in seen:
+            errors.append({"index": i, "field": "example_id", "message": "one decision per example"})
+            continue
+        seen.add(example_id)
+        if action not in ACTIONS:
+            errors.append({"index": i, "field": "action", "message": f"action must be one of {', '.join(ACTIONS)}"})
+            continue
+        labels = None
+        if action == "relabel":
+            key = "labels" if "labels" in row else "label"
+            try:
+                labels = validate_labels(row.get(key), task_multi=project.is_multi_label, known=known, field=key)
+            except InvalidInput as error:
+                errors.extend({**e, "index": i} for e in error.errors)
+                continue
+        note = row.get("note") or ""
+        if not isinstance(note, str):
+            errors.append({"index": i, "field": "note", "message": "note must be a string"})
+            continue
+        decisions.append((example_id, action, labels, note))
+    found = set(Example.objects.filter(project=project, id__in=[d[0] for d in decisions]).values_list("id", flat=True))
+    for i, (example_id, *_rest) in enumerate(decisions):
+        if example_id not in found:
+            errors.append({"index": i, "field": "example_id", "message": f"no example {example_id} in this project"})
+    if errors:
+        raise InvalidInput(errors)
+
+    current: dict[int, list[str]] = {}
+    for example_id, name in ExampleLabel.objects.filter(example_id__in=found).order_by("label__position").values_list(
+        "example_id", "label__name"
+    ):
+        current.setdefault(example_id, []).append(name)
+    counts = dict.fromkeys(ACTIONS, 0)
+    with transaction.atomic():
+        annotations = []
+        to_queue = []
+        for example_id, action, labels, note in decisions:
+            counts[action] += 1
+            if action == "send_to_queue":
+                to_queue.append(example_id)
+                continue
+            if action == "keep":
+                labels = current.get(example_id)
+                if not labels:
+                    raise InvalidInput([{"field": "action", "message": f"example {example_id} has no label to keep"}])
+            annotations.append(Annotation(example_id=example_id, user=user, kind=AnnotationKind.REVIEW,
+                                          labels=labels, note=note or f"noise report: {action}"))
+        Annotation.objects.bulk_create(annotations)
+        refresh_current_labels([a.example_id for a in annotations], project=project)
+        queued = queue_add(project=project, examples=to_queue, reason=QueueItem.Reason.SUSPECT, priority=2.0,
+                           explanation="a reviewer sent this suspected label error from the noise report")
+    return {"applied": len(decisions), "kept": counts["keep"], "relabeled": counts["relabel"],
+            "sent_to_queue": counts["send_to_queue"], "queue_items_created": queued}

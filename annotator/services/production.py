@@ -1,0 +1,183 @@
+"""Production traffic: predictions, pushed samples, drift windows and routing drifted samples to the queue."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotator.errors import Conflict, InvalidInput
+from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
+from annotator.selectors import project_labels
+from annotator.services.examples import examples_import
+from annotator.services.queue import queue_add
+from annotator.serving import predictor_for, version_dir
+
+log = logging.getLogger(__name__)
+
+MAX_PREDICT_TEXTS = 256
+MAX_SAMPLES = 1000
+SAMPLE_KEYS = {"text", "external_id", "metadata", "observed_at"}
+# Share of an alerting window's samples routed to the queue (the most uncertain first).
+DRIFT_ROUTE_SHARE = 0.2
+
+
+def serving_version(project: Project) -> ModelVersion | None:
+    version = project.serving_version
+    if version is None or version.status != ModelVersion.Status.READY:
+        return None
+    return version
+
+
+def _predictions_out(prediction: Any, names: list[str], multi: bool) -> list[dict[str, Any]]:
+    out = []
+    for i, probs in enumerate(prediction.probs):
+        row: dict[str, Any] = {"probs": {name: round(float(p), 6) for name, p in zip(names, probs, strict=True)}}
+        if multi:
+            row["labels"] = list(prediction.labels[i])
+            row["label"] = None
+            row["confidence"] = round(float(np.abs(probs - 0.5).mean() * 2), 6)
+        else:
+            row["label"] = prediction.labels[i]
+            row["labels"] = [prediction.labels[i]]
+            row["confidence"] = round(float(probs.max()), 6)
+        out.append(row)
+    return out
+
+
+def predict_texts(*, project: Project, texts: Any) -> tuple[ModelVersion, list[dict[str, Any]]]:
+    if not isinstance(texts, list) or not texts:
+        raise InvalidInput([{"field": "texts", "message": "texts must be a non-empty list of strings"}])
+    if len(texts) > MAX_PREDICT_TEXTS:
+        raise InvalidInput([{"field": "texts", "message": f"at most {MAX_PREDICT_TEXTS} texts per request"}])
+    limit = int(project.setting("max_text_chars"))
+    errors = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            errors.append({"index": i, "field": "texts", "message": "each text must be a non-empty string"})
+        elif len(text) > limit:
+            errors.append({"index": i, "field": "texts", "message": f"text over {limit:,} characters"})
+        elif "\x00" in text:
+            errors.append({"index": i, "field": "texts", "message": "text contains a NUL character"})
+    if errors:
+        raise InvalidInput(errors)
+    version = serving_version(project)
+    if version is None:
+        raise Conflict("no model version is promoted yet; train one first (POST /projects/{id}/train/)")
+    prediction = predictor_for(version).predict(texts, with_token_stats=False)
+    return version, _predictions_out(prediction, project_labels(project), project.is_multi_label)
+
+
+def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict[str, Any]:
+    """Store production samples (idempotent on external_id), predict with the serving version, score them,
+    and check drift in the background."""
+    from annotator import tasks
+    from annotator.services.pipeline import _save_scores, _score_rows
+
+    if isinstance(rows, list):
+        if len(rows) > MAX_SAMPLES:
+            raise InvalidInput(f"{len(rows)} samples in one request; at most {MAX_SAMPLES:,}")
+        bad = [
+            {"index": i, "field": sorted(set(row) - SAMPLE_KEYS)[0],
+             "message": f"samples take only {', '.join(sorted(SAMPLE_KEYS))}; labeled data goes to examples/"}
+            for i, row in enumerate(rows) if isinstance(row, dict) and set(row) - SAMPLE_KEYS
+        ]
+        if bad:
+            raise InvalidInput(bad)
+    version = serving_version(project)
+    with transaction.atomic():
+        result = examples_import(project=project, user=user, rows=rows, default_source=Source.PRODUCTION,
+                                 max_rows=MAX_SAMPLES)
+        predictions = None
+        if version is not None:
+            ids = result.ids
+            texts = dict(Example.objects.filter(id__in=ids).values_list("id", "text"))
+            ordered = [texts[i] for i in ids]
+            prediction = predictor_for(version).predict(ordered, with_token_stats=False)
+            predictions = _predictions_out(prediction, project_labels(project), project.is_multi_label)
+            unique = dict(zip(ids, range(len(ids)), strict=True))  # last row of each id
+            keep = sorted(unique.values())
+            scores = _score_rows(version, [ids[i] for i in keep], prediction.probs[keep],
+                                 [prediction.labels[i] for i in keep], project.is_multi_label)
+            _save_scores(version, scores)
+        transaction.on_commit(lambda: tasks.check_drift.delay(project.id))
+    return {"ids": result.ids, "created": result.created, "unchanged": result.unchanged,
+            "model_version": version.number if version else None, "predictions": predictions}
+
+
+def drift_check(project_id: int) -> list[DriftWindow]:
+    """Cut every full window of production samples not yet windowed and measure its drift."""
+    from training.drift import DriftReference, drift_window
+
+    created: list[DriftWindow] = []
+    with transaction.atomic():
+        project = Project.objects.select_for_update().get(pk=project_id)
+        version = serving_version(project)
+        if version is None:
+            return created
+        size = int(project.setting("drift_window_size"))
+        last = project.drift_windows.order_by("-sequence").first()
+        after = last.last_example_id if last else 0
+        sequence = last.sequence + 1 if last else 0
+        pending = list(
+            Example.objects.filter(project=project, source=Source.PRODUCTION, id__gt=after)
+            .order_by("id").values_list("id", "text", "observed_at")[: size * 20]
+        )
+        if len(pending) < size:
+            return created
+        reference_path = version_dir(version) / "drift-reference"
+        reference = DriftReference.load(reference_path)
+        predictor = predictor_for(version)
+        names = project_labels(project)
+        for start in range(0, len(pending) - size + 1, size):
+            window = pending[start:start + size]
+            texts = [text for _, text, _ in window]
+            prediction = predictor.predict(texts)
+            result = drift_window(reference, probs=prediction.probs, embeddings=prediction.embeddings,
+                                  token_stats=prediction.token_stats, texts=texts)
+            times = [t for _, _, t in window if t is not None]
+            actions = []
+            if result.alert:
+                actions = _route_drifted(project, version, [pk for pk, _, _ in window], prediction.probs, result)
+            summary = result.to_dict()
+            created.append(DriftWindow.objects.create(
+                project=project, model_version=version, sequence=sequence,
+                first_example_id=window[0][0], last_example_id=window[-1][0],
+                start=min(times) if times else None, end=max(times) if times else None, n=len(window),
+                class_distribution=summary["class_distribution"],
+                class_shift=(summary["class_shift"] or {}).get("js_distance"),
+                mean_confidence=summary["mean_confidence"],
+                confidence_shift=(summary["confidence_shift"] or {}).get("ks_statistic"),
+                embedding_drift=(summary["embedding_drift"] or {}).get("mmd2"),
+                anomalies=summary["anomalies"], details=_jsonable(summary), alert=result.alert,
+                reasons=result.reasons, actions=actions,
+            ))
+            sequence += 1
+        del names
+    return created
+
+
+def _route_drifted(project: Project, version: ModelVersion, ids: list[int], probs: np.ndarray,
+                   result: Any) -> list[str]:
+    """Send the window's most uncertain samples to the queue with reason ``drift``."""
+    from training.query import entropy_scores
+
+    entropy = entropy_scores(probs) if not project.is_multi_label else np.abs(probs - 0.5).mean(axis=1)
+    n = max(1, int(round(len(ids) * DRIFT_ROUTE_SHARE)))
+    order = np.argsort(-entropy)[:n]
+    reason = "; ".join(result.reasons)[:200]
+    created = 0
+    for i in order:
+        created += queue_add(project=project, examples=[ids[int(i)]], reason=QueueItem.Reason.DRIFT,
+                             priority=1.5 + float(entropy[i]), explanation=f"drift alert: {reason}",
+                             model_version_id=version.id)
+    return [f"routed {created} of the window's {len(ids)} samples to the queue (reason drift)"]
+
+
+def _jsonable(value: Any) -> Any:
+    from annotator.services.pipeline import _jsonable as convert
+
+    return convert(value)
