@@ -1,0 +1,733 @@
+"""Drift signals for windows of production traffic, against a reference kept with the model version.
+
+A :class:`DriftReference` is built once per model version from held-out (validation) data: the model's
+predicted-class counts and confidences there, a small sample of embeddings (500 rows, float16), and
+tokenisation statistics. :func:`drift_window` compares one window of production samples (~200) with
+it and says, in words a person can act on, whether anything moved:
+
+========================  ==========================================  ======================================
+signal                    test (p-value)                              effect size that must also be exceeded
+========================  ==========================================  ======================================
+predicted class mix       chi-square test of homogeneity              Jensen-Shannon distance (base 2)
+confidence                two-sample Kolmogorov-Smirnov               KS statistic
+embeddings                MMD (RBF kernel), permutations               none (the permutation p-value)
+text length (tokens)      two-sample Kolmogorov-Smirnov               KS statistic
+truncated texts           one-sided binomial vs the reference share   absolute increase of the share
+texts with [UNK] tokens   one-sided binomial vs the reference share   absolute increase of the share
+malformed Unicode         one-sided binomial vs the reference share   absolute increase of the share
+========================  ==========================================  ======================================
+
+A signal alerts when its p-value is below ``alpha / number_of_tests`` (Bonferroni, so a window drawn
+from the reference distribution alerts with probability at most ``alpha`` overall) *and* its effect size
+exceeds the threshold (so a huge window does not alert on a negligible shift).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.spatial.distance import cdist, jensenshannon
+from scipy.stats import binomtest, chi2_contingency, ks_2samp
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_REPLACEMENT = re.compile("\ufffd")
+_NUL = re.compile("\x00")
+# C0/C1 control characters other than NUL, tab, newline and carriage return.
+_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+MALFORMED_KINDS: dict[str, re.Pattern[str]] = {
+    "lone_surrogate": _LONE_SURROGATE,
+    "replacement_char": _REPLACEMENT,
+    "nul": _NUL,
+    "control_char": _CONTROL,
+}
+
+
+@dataclass
+class DriftConfig:
+    """Thresholds of :func:`drift_window`. The defaults suit windows of ~100-1000 samples.
+
+    Attributes
+    ----------
+    alpha : float
+        Family-wise false-alarm rate of one window; each of the ``m`` tests run uses ``alpha / m``.
+    class_js_threshold : float
+        Minimum Jensen-Shannon distance (base 2, in [0, 1]) between predicted class mixes.
+    confidence_ks_threshold, length_ks_threshold : float
+        Minimum KS statistics for the confidence and token-length distributions.
+    truncation_rate_increase, unk_share_increase, malformed_share_increase : float
+        Minimum absolute increases of the share of truncated texts, of texts with an unknown token,
+        and of texts with malformed Unicode.
+    n_permutations : int
+        Permutations of the MMD test (the smallest p-value it can give is ``1 / (n_permutations + 1)``,
+        so keep it well above ``number_of_tests / alpha``).
+    seed : int
+        Seeds the permutations, so a window always gets the same answer.
+    """
+
+    alpha: float = 0.01
+    class_js_threshold: float = 0.1
+    confidence_ks_threshold: float = 0.1
+    length_ks_threshold: float = 0.2
+    truncation_rate_increase: float = 0.1
+    unk_share_increase: float = 0.05
+    malformed_share_increase: float = 0.02
+    n_permutations: int = 2000
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def malformed_text_counts(texts: Sequence[str]) -> dict[str, int]:
+    """How many texts contain each kind of malformed Unicode, and how many contain any.
+
+    Parameters
+    ----------
+    texts : sequence of str
+
+    Returns
+    -------
+    dict
+        ``{"lone_surrogate", "replacement_char", "nul", "control_char", "any"}`` -> number of texts.
+    """
+    counts = dict.fromkeys([*MALFORMED_KINDS, "any"], 0)
+    for text in texts:
+        hit = False
+        for kind, pattern in MALFORMED_KINDS.items():
+            if pattern.search(text):
+                counts[kind] += 1
+                hit = True
+        counts["any"] += hit
+    return counts
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _confidence(probs: np.ndarray, multi_label: bool) -> np.ndarray:
+    if multi_label:
+        return np.maximum(probs, 1.0 - probs).mean(axis=1)
+    return probs.max(axis=1)
+
+
+def _class_counts(probs: np.ndarray, multi_label: bool) -> np.ndarray:
+    k = probs.shape[1]
+    if multi_label:
+        return (probs >= 0.5).sum(axis=0).astype(np.int64)
+    return np.bincount(probs.argmax(axis=1), minlength=k).astype(np.int64)
+
+
+#: Accepted names of the three token statistics: the plain-dict names, then ``training.encoder.TokenStats``'s.
+_TOKEN_FIELDS: dict[str, tuple[str, str]] = {
+    "token_count": ("token_count", "n_tokens"),
+    "truncated": ("truncated", "truncated"),
+    "unk_count": ("unk_count", "n_unknown"),
+}
+
+
+def _token_arrays(token_stats: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(token_count, truncated, unk_count)`` from a mapping or a ``training.encoder.TokenStats``."""
+    found: dict[str, Any] = {}
+    for key, names in _TOKEN_FIELDS.items():
+        for name in names:
+            value = (
+                token_stats.get(name)
+                if isinstance(token_stats, Mapping)
+                else getattr(token_stats, name, None)
+            )
+            if value is not None:
+                found[key] = value
+                break
+        else:
+            raise ValueError(f"token_stats needs {key!r} (or {names[1]!r})")
+    counts = np.asarray(found["token_count"], dtype=np.int64)
+    truncated = np.asarray(found["truncated"], dtype=bool)
+    unk = np.asarray(found["unk_count"], dtype=np.int64)
+    if not counts.shape == truncated.shape == unk.shape:
+        raise ValueError("token_stats arrays must have the same length")
+    return counts, truncated, unk
+
+
+def _token_summary(token_stats: Any) -> dict[str, Any]:
+    counts, truncated, unk = _token_arrays(token_stats)
+    n = int(counts.size)
+    if n == 0:
+        return {"n_texts": 0}
+    return {
+        "n_texts": n,
+        "unk_token_rate": float(unk.sum() / max(1, counts.sum())),
+        "texts_with_unk_share": float((unk > 0).mean()),
+        "truncation_rate": float(truncated.mean()),
+        "mean_length": float(counts.mean()),
+        "length_quantiles": {str(q): float(np.quantile(counts, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
+    }
+
+
+@dataclass
+class DriftReference:
+    """What "normal" looked like for one model version (built by :func:`build_drift_reference`).
+
+    Attributes
+    ----------
+    label_names : list of str, length k
+    class_counts : np.ndarray, shape (k,) int
+        Predicted classes on the reference set (multi-label: positive predictions per class).
+    confidences : np.ndarray, shape (<= max_confidences,) float32
+        A sample of prediction confidences on the reference set.
+    n : int
+        Size of the reference set.
+    embedding_sample : np.ndarray, shape (<= max_embeddings, d) float16, or (0, 0) when none was given
+        L2-normalised embeddings of a random sample of the reference set. The embedding tests run in
+        the full space on purpose: a projection fitted on the reference (PCA) keeps the directions the
+        reference varies in and drops the new directions that unseen content moves into.
+    token_summary : dict
+        ``n_texts``, ``unk_token_rate``, ``texts_with_unk_share``, ``truncation_rate``, ``mean_length``,
+        ``length_quantiles`` (empty when no token statistics were given).
+    token_counts : np.ndarray, shape (<= max_confidences,) int32
+        A sample of token counts (for the length test).
+    malformed_counts : dict
+        :func:`malformed_text_counts` of the reference texts (empty when none were given).
+    n_texts : int
+        Number of reference texts the malformed counts were taken over.
+    multi_label : bool
+    """
+
+    label_names: list[str]
+    class_counts: np.ndarray
+    confidences: np.ndarray
+    n: int
+    embedding_sample: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float16))
+    token_summary: dict[str, Any] = field(default_factory=dict)
+    token_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    malformed_counts: dict[str, int] = field(default_factory=dict)
+    n_texts: int = 0
+    multi_label: bool = False
+
+    _ARRAYS = ("class_counts", "confidences", "embedding_sample", "token_counts")
+
+    @property
+    def class_shares(self) -> np.ndarray:
+        """Shape (k,): the reference class mix (sums to 1 for single-label)."""
+        total = self.class_counts.sum()
+        return self.class_counts / total if total else np.zeros(len(self.label_names))
+
+    @property
+    def has_embeddings(self) -> bool:
+        return self.embedding_sample.shape[0] >= 2
+
+    @cached_property
+    def sample(self) -> np.ndarray:
+        """Shape (s, d) float64: the embedding sample, ready for distance computations."""
+        return self.embedding_sample.astype(np.float64)
+
+    @cached_property
+    def bandwidth(self) -> float:
+        """RBF bandwidth of the MMD test: the median pairwise distance of the sample (median heuristic)."""
+        d = cdist(self.sample, self.sample)
+        upper = d[np.triu_indices_from(d, k=1)]
+        median = float(np.median(upper)) if upper.size else 1.0
+        return median if median > 0 else 1.0
+
+    @cached_property
+    def knn_distances(self) -> np.ndarray:
+        """Sorted leave-one-out mean distances of sample points to their nearest sample neighbours."""
+        d = cdist(self.sample, self.sample)
+        np.fill_diagonal(d, np.inf)
+        kk = min(_NOVELTY_NEIGHBOURS, d.shape[0] - 1)
+        return np.sort(np.sort(d, axis=1)[:, :kk].mean(axis=1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as JSON types (arrays as nested lists)."""
+        out: dict[str, Any] = {
+            "label_names": list(self.label_names),
+            "n": self.n,
+            "token_summary": self.token_summary,
+            "malformed_counts": self.malformed_counts,
+            "n_texts": self.n_texts,
+            "multi_label": self.multi_label,
+        }
+        for name in self._ARRAYS:
+            array = getattr(self, name)
+            out[name] = {
+                "dtype": str(array.dtype),
+                "shape": list(array.shape),
+                "data": array.ravel().tolist(),
+            }
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReference:
+        arrays = {
+            name: np.asarray(data[name]["data"], dtype=data[name]["dtype"]).reshape(data[name]["shape"])
+            for name in cls._ARRAYS
+        }
+        return cls(
+            label_names=list(data["label_names"]),
+            n=int(data["n"]),
+            token_summary=dict(data["token_summary"]),
+            malformed_counts={k: int(v) for k, v in data["malformed_counts"].items()},
+            n_texts=int(data["n_texts"]),
+            multi_label=bool(data["multi_label"]),
+            **arrays,
+        )
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``<stem>.json`` (scalars, names, summaries) and ``<stem>.npz`` (arrays).
+
+        Parameters
+        ----------
+        path : str or Path
+            Either suffix (or none) names the pair, e.g. ``version_dir / "drift_reference"``.
+
+        Returns
+        -------
+        (Path, Path)
+            The JSON and NPZ paths written.
+        """
+        stem = Path(path).with_suffix("")
+        meta = {key: value for key, value in self.to_dict().items() if key not in self._ARRAYS}
+        json_path, npz_path = stem.with_suffix(".json"), stem.with_suffix(".npz")
+        json_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        np.savez_compressed(npz_path, **{name: getattr(self, name) for name in self._ARRAYS})
+        return json_path, npz_path
+
+    @classmethod
+    def load(cls, path: str | Path) -> DriftReference:
+        """Read a pair written by :meth:`save`."""
+        stem = Path(path).with_suffix("")
+        meta = json.loads(stem.with_suffix(".json").read_text())
+        with np.load(stem.with_suffix(".npz")) as arrays:
+            loaded = {name: arrays[name] for name in cls._ARRAYS}
+        return cls(
+            label_names=list(meta["label_names"]),
+            n=int(meta["n"]),
+            token_summary=dict(meta["token_summary"]),
+            malformed_counts={k: int(v) for k, v in meta["malformed_counts"].items()},
+            n_texts=int(meta["n_texts"]),
+            multi_label=bool(meta["multi_label"]),
+            **loaded,
+        )
+
+
+_NOVELTY_NEIGHBOURS = 5
+
+
+def build_drift_reference(
+    *,
+    probs: np.ndarray,
+    label_names: Sequence[str],
+    embeddings: np.ndarray | None = None,
+    token_stats: Any = None,
+    texts: Sequence[str] | None = None,
+    multi_label: bool = False,
+    max_embeddings: int = 500,
+    max_confidences: int = 2000,
+    seed: int = 0,
+) -> DriftReference:
+    """Summarise held-out data into a :class:`DriftReference`.
+
+    Use data the model did not train on (the validation split): confidences on training data are
+    over-optimistic and would make every production window look less confident.
+
+    Parameters
+    ----------
+    probs : np.ndarray, shape (n, k)
+        The model's (calibrated) probabilities on the reference set.
+    label_names : sequence of str, length k
+    embeddings : np.ndarray, shape (n, d), optional
+        Encoder embeddings of the same rows (enables the embedding test and :func:`sample_novelty`).
+    token_stats : mapping or ``training.encoder.TokenStats``, optional
+        ``token_count`` (n,) int (tokens before truncation), ``truncated`` (n,) bool, ``unk_count`` (n,) int
+        of the same rows (``TokenStats``'s ``n_tokens``/``n_unknown`` are accepted too).
+    texts : sequence of str, optional
+        The texts (for the malformed-Unicode baseline).
+    multi_label : bool
+    max_embeddings, max_confidences : int
+        Sample sizes kept (the reference must stay small enough to store with every model version).
+    seed : int
+
+    Returns
+    -------
+    DriftReference
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    names = list(label_names)
+    if p.ndim != 2 or p.shape[1] != len(names):
+        raise ValueError(f"probs must have shape (n, {len(names)}), got {p.shape}")
+    rng = np.random.default_rng(seed)
+    n = p.shape[0]
+    confidences = _confidence(p, multi_label)
+    if n > max_confidences:
+        confidences = rng.choice(confidences, size=max_confidences, replace=False)
+    reference = DriftReference(
+        label_names=names,
+        class_counts=_class_counts(p, multi_label),
+        confidences=confidences.astype(np.float32),
+        n=n,
+        multi_label=multi_label,
+    )
+    if embeddings is not None:
+        x = _l2_normalise(np.asarray(embeddings, dtype=np.float64))
+        if x.shape[0] != n:
+            raise ValueError(f"{x.shape[0]} embeddings for {n} probability rows")
+        sample = rng.choice(n, size=min(n, max_embeddings), replace=False)
+        reference.embedding_sample = x[sample].astype(np.float16)
+    if token_stats is not None:
+        reference.token_summary = _token_summary(token_stats)
+        counts, _, _ = _token_arrays(token_stats)
+        if counts.size > max_confidences:
+            counts = rng.choice(counts, size=max_confidences, replace=False)
+        reference.token_counts = counts.astype(np.int32)
+    if texts is not None:
+        reference.malformed_counts = malformed_text_counts(texts)
+        reference.n_texts = len(texts)
+    return reference
+
+
+def mmd_permutation_test(
+    reference: np.ndarray, window: np.ndarray, *, bandwidth: float, n_permutations: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Maximum mean discrepancy (biased MMD², RBF kernel) with a permutation p-value.
+
+    All permutations are evaluated at once as ``diag(V^T K V)`` for a matrix ``V`` of signed group
+    weights, so 2,000 permutations of 500 + 200 points take well under a second.
+
+    Parameters
+    ----------
+    reference : np.ndarray, shape (s, p)
+    window : np.ndarray, shape (m, p)
+    bandwidth : float
+        RBF length scale ``sigma`` in ``exp(-|x - y|^2 / (2 sigma^2))``.
+    n_permutations : int
+    seed : int
+
+    Returns
+    -------
+    (float, float)
+        MMD² and its p-value ``(1 + #{permuted >= observed}) / (1 + n_permutations)``.
+    """
+    z = np.vstack([reference, window]).astype(np.float64)
+    s, m = reference.shape[0], window.shape[0]
+    if s < 2 or m < 2:
+        return 0.0, 1.0
+    kernel = np.exp(-cdist(z, z, "sqeuclidean") / (2.0 * bandwidth**2)).astype(np.float32)
+    weights = np.concatenate([np.full(s, 1.0 / s), np.full(m, -1.0 / m)]).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    permuted = np.stack([rng.permutation(weights) for _ in range(n_permutations)], axis=1)
+    columns = np.concatenate([weights[:, None], permuted], axis=1)
+    stats = np.einsum("ij,ij->j", columns, kernel @ columns)
+    observed = float(stats[0])
+    p_value = float((1 + np.sum(stats[1:] >= observed - 1e-12)) / (1 + n_permutations))
+    return max(observed, 0.0), p_value
+
+
+def sample_novelty(reference: DriftReference, embeddings: np.ndarray) -> np.ndarray:
+    """Per-sample novelty: how far each embedding lies from the reference sample, as a quantile.
+
+    The mean distance to the 5 nearest reference points is compared with the same (leave-one-out)
+    distance of the reference points themselves: 0.5 is typical, 0.99 is farther out than 99% of the
+    reference. Combined with low confidence this routes production samples to the queue (reason ``drift``).
+
+    Parameters
+    ----------
+    reference : DriftReference
+        Built with embeddings.
+    embeddings : np.ndarray, shape (m, d)
+
+    Returns
+    -------
+    np.ndarray, shape (m,), in [0, 1]
+    """
+    if not reference.has_embeddings:
+        raise ValueError("the reference holds no embeddings")
+    d = cdist(_l2_normalise(np.asarray(embeddings, dtype=np.float64)), reference.sample)
+    kk = min(_NOVELTY_NEIGHBOURS, d.shape[1] - 1)
+    distance = np.sort(d, axis=1)[:, :kk].mean(axis=1)
+    baseline = reference.knn_distances
+    return np.searchsorted(baseline, distance, side="right") / baseline.size
+
+
+@dataclass
+class DriftResult:
+    """Drift signals of one production window. JSON-able through :meth:`to_dict`.
+
+    Attributes
+    ----------
+    n : int
+        Samples in the window.
+    class_distribution : dict of str to float
+        Predicted class shares in the window.
+    class_shift : dict
+        ``js_distance``, ``p_value`` (chi-square), ``alert``.
+    mean_confidence : float or None
+    confidence_shift : dict
+        ``ks_statistic``, ``p_value``, ``reference_mean_confidence``, ``alert``.
+    embedding_drift : dict or None
+        ``mmd2``, ``p_value``, ``novel_share`` (share of samples whose :func:`sample_novelty` exceeds 0.95),
+        ``alert``; None without embeddings.
+    anomalies : dict
+        Token and text statistics of the window next to the reference's, with per-signal ``alerts``.
+    alert : bool
+    reasons : list of str
+        One readable sentence per alerting signal.
+    alpha_per_test : float
+        The Bonferroni-corrected level each p-value was compared with.
+    """
+
+    n: int
+    class_distribution: dict[str, float]
+    class_shift: dict[str, Any]
+    mean_confidence: float | None
+    confidence_shift: dict[str, Any]
+    embedding_drift: dict[str, Any] | None
+    anomalies: dict[str, Any]
+    alert: bool
+    reasons: list[str]
+    alpha_per_test: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _format_p(p: float) -> str:
+    return f"{p:.2g}"
+
+
+def _share_test(count: int, n: int, reference_share: float, n_reference: int) -> float:
+    """One-sided binomial p-value that the window's share exceeds the reference share."""
+    if n == 0:
+        return 1.0
+    # A reference share of exactly 0 would make a single hit infinitely surprising; floor it at the
+    # resolution the reference can offer.
+    floor = 1.0 / (n_reference + 1) if n_reference else 0.01
+    return float(
+        binomtest(int(count), int(n), min(1.0, max(reference_share, floor)), alternative="greater").pvalue
+    )
+
+
+def _class_signal(
+    reference: DriftReference, counts: np.ndarray, alpha: float, cfg: DriftConfig
+) -> tuple[dict[str, Any], list[str]]:
+    names = reference.label_names
+    shares = counts / counts.sum() if counts.sum() else np.zeros(len(names))
+    ref_shares = reference.class_shares
+    table = np.vstack([reference.class_counts, counts])
+    table = table[:, table.sum(axis=0) > 0]
+    p_value = 1.0
+    if counts.sum() and reference.class_counts.sum() and table.shape[1] >= 2:
+        p_value = float(chi2_contingency(table, correction=False).pvalue)
+    js = float(jensenshannon(ref_shares, shares, base=2)) if counts.sum() and ref_shares.sum() else 0.0
+    js = js if np.isfinite(js) else 0.0
+    alert = p_value < alpha and js > cfg.class_js_threshold
+    reasons = []
+    if alert:
+        moved = np.argsort(-np.abs(shares - ref_shares))[:2]
+        change = ", ".join(f"{names[i]} {ref_shares[i]:.0%} -> {shares[i]:.0%}" for i in moved)
+        reasons.append(
+            f"predicted class mix shifted: {change} (JS distance {js:.2f} > {cfg.class_js_threshold}, "
+            f"p={_format_p(p_value)})"
+        )
+    return {"js_distance": js, "p_value": p_value, "alert": bool(alert)}, reasons
+
+
+def _confidence_signal(
+    reference: DriftReference, confidence: np.ndarray, alpha: float, cfg: DriftConfig
+) -> tuple[dict[str, Any], list[str]]:
+    ref_mean = float(reference.confidences.mean()) if reference.confidences.size else None
+    statistic, p_value = 0.0, 1.0
+    if confidence.size and reference.confidences.size:
+        ks = ks_2samp(reference.confidences.astype(np.float64), confidence)
+        statistic, p_value = float(ks.statistic), float(ks.pvalue)
+    alert = p_value < alpha and statistic > cfg.confidence_ks_threshold
+    reasons = []
+    if alert and ref_mean is not None:
+        mean = float(confidence.mean())
+        direction = "dropped" if mean < ref_mean else "rose"
+        reasons.append(
+            f"model confidence {direction}: mean {ref_mean:.2f} -> {mean:.2f} "
+            f"(KS {statistic:.2f} > {cfg.confidence_ks_threshold}, p={_format_p(p_value)})"
+        )
+    info = {
+        "ks_statistic": statistic,
+        "p_value": p_value,
+        "reference_mean_confidence": ref_mean,
+        "alert": bool(alert),
+    }
+    return info, reasons
+
+
+def _embedding_signal(
+    reference: DriftReference, embeddings: np.ndarray, alpha: float, cfg: DriftConfig
+) -> tuple[dict[str, Any], list[str]]:
+    window = _l2_normalise(np.asarray(embeddings, dtype=np.float64))
+    mmd2, p_value = mmd_permutation_test(
+        reference.sample,
+        window,
+        bandwidth=reference.bandwidth,
+        n_permutations=cfg.n_permutations,
+        seed=cfg.seed,
+    )
+    novel_share = float(np.mean(sample_novelty(reference, embeddings) > 0.95))
+    alert = p_value < alpha
+    reasons = []
+    if alert:
+        reasons.append(
+            f"embeddings moved away from the reference data (MMD² {mmd2:.3f}, p={_format_p(p_value)} "
+            f"< {alpha:.2g}); {novel_share:.0%} of samples lie farther out than 95% of the reference"
+        )
+    return {"mmd2": mmd2, "p_value": p_value, "novel_share": novel_share, "alert": bool(alert)}, reasons
+
+
+def _token_signals(
+    reference: DriftReference, token_stats: Any, alpha: float, cfg: DriftConfig
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    counts, truncated, unk = _token_arrays(token_stats)
+    window = _token_summary(token_stats)
+    ref = reference.token_summary
+    n, n_ref = int(counts.size), int(ref["n_texts"])
+    info: dict[str, Any] = {}
+    for key in ("unk_token_rate", "texts_with_unk_share", "truncation_rate", "mean_length"):
+        info[key] = window.get(key)
+        info[f"reference_{key}"] = ref[key]
+    alerts: list[str] = []
+    reasons: list[str] = []
+    if n == 0:
+        return info, alerts, reasons
+
+    truncation = float(truncated.mean())
+    p_value = _share_test(int(truncated.sum()), n, ref["truncation_rate"], n_ref)
+    if p_value < alpha and truncation - ref["truncation_rate"] > cfg.truncation_rate_increase:
+        alerts.append("truncation")
+        reasons.append(
+            f"more texts truncated: {ref['truncation_rate']:.0%} -> {truncation:.0%} (p={_format_p(p_value)})"
+        )
+
+    unk_share = float((unk > 0).mean())
+    p_value = _share_test(int((unk > 0).sum()), n, ref["texts_with_unk_share"], n_ref)
+    if p_value < alpha and unk_share - ref["texts_with_unk_share"] > cfg.unk_share_increase:
+        alerts.append("unknown_tokens")
+        reasons.append(
+            f"more texts with unknown tokens: {ref['texts_with_unk_share']:.0%} -> {unk_share:.0%} "
+            f"(unknown-token rate {ref['unk_token_rate']:.2%} -> {window['unk_token_rate']:.2%}, "
+            f"p={_format_p(p_value)})"
+        )
+
+    if reference.token_counts.size:
+        length = ks_2samp(reference.token_counts.astype(np.float64), counts.astype(np.float64))
+        info["length_ks_statistic"] = float(length.statistic)
+        info["length_p_value"] = float(length.pvalue)
+        if length.pvalue < alpha and length.statistic > cfg.length_ks_threshold:
+            alerts.append("length")
+            reasons.append(
+                f"text length changed: mean {ref['mean_length']:.0f} -> {window['mean_length']:.0f} tokens "
+                f"(KS {length.statistic:.2f} > {cfg.length_ks_threshold}, p={_format_p(float(length.pvalue))})"
+            )
+    return info, alerts, reasons
+
+
+def _malformed_signal(
+    reference: DriftReference, texts: Sequence[str], alpha: float, cfg: DriftConfig
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    malformed = malformed_text_counts(texts)
+    n = len(texts)
+    share = malformed["any"] / n if n else 0.0
+    ref_share = reference.malformed_counts.get("any", 0) / reference.n_texts
+    info = {"malformed": malformed, "malformed_share": share, "reference_malformed_share": ref_share}
+    p_value = _share_test(malformed["any"], n, ref_share, reference.n_texts)
+    if not (n and p_value < alpha and share - ref_share > cfg.malformed_share_increase):
+        return info, [], []
+    kinds = ", ".join(f"{kind.replace('_', ' ')} {c}" for kind, c in malformed.items() if kind != "any" and c)
+    reason = (
+        f"malformed text: {share:.0%} of texts (reference {ref_share:.0%}): {kinds} (p={_format_p(p_value)})"
+    )
+    return info, ["malformed_unicode"], [reason]
+
+
+def drift_window(
+    reference: DriftReference,
+    *,
+    probs: np.ndarray,
+    embeddings: np.ndarray | None = None,
+    token_stats: Any = None,
+    texts: Sequence[str] | None = None,
+    config: DriftConfig | None = None,
+) -> DriftResult:
+    """Compare one window of production samples with the reference.
+
+    Parameters
+    ----------
+    reference : DriftReference
+    probs : np.ndarray, shape (m, k)
+        The model's probabilities for the window's samples.
+    embeddings : np.ndarray, shape (m, d), optional
+        Skipped when ``None`` or when the reference has no embeddings.
+    token_stats : mapping or ``training.encoder.TokenStats``, optional
+        ``token_count``, ``truncated``, ``unk_count`` arrays of shape (m,) (as in :func:`build_drift_reference`);
+        skipped when ``None`` or when the reference has no token statistics.
+    texts : sequence of str, optional
+        For the malformed-Unicode share.
+    config : DriftConfig, optional
+
+    Returns
+    -------
+    DriftResult
+    """
+    cfg = config or DriftConfig()
+    p = np.asarray(probs, dtype=np.float64)
+    k = len(reference.label_names)
+    if p.ndim != 2 or p.shape[1] != k:
+        raise ValueError(f"probs must have shape (m, {k}), got {p.shape}")
+    m = p.shape[0]
+    if embeddings is not None and np.asarray(embeddings).shape[0] != m:
+        raise ValueError(f"{np.asarray(embeddings).shape[0]} embeddings for {m} probability rows")
+
+    use_embeddings = embeddings is not None and reference.has_embeddings and m >= 2
+    use_tokens = token_stats is not None and reference.token_summary.get("n_texts", 0) > 0
+    use_texts = texts is not None and reference.n_texts > 0
+    alpha = cfg.alpha / (2 + int(use_embeddings) + 3 * int(use_tokens) + int(use_texts))
+
+    counts = _class_counts(p, reference.multi_label)
+    class_shift, reasons = _class_signal(reference, counts, alpha, cfg)
+    confidence = _confidence(p, reference.multi_label)
+    confidence_shift, more = _confidence_signal(reference, confidence, alpha, cfg)
+    reasons += more
+    embedding_drift: dict[str, Any] | None = None
+    if use_embeddings:
+        embedding_drift, more = _embedding_signal(reference, np.asarray(embeddings), alpha, cfg)
+        reasons += more
+    anomalies: dict[str, Any] = {"alerts": []}
+    if use_tokens:
+        info, alerts, more = _token_signals(reference, token_stats, alpha, cfg)
+        anomalies.update(info)
+        anomalies["alerts"] += alerts
+        reasons += more
+    if use_texts:
+        assert texts is not None
+        info, alerts, more = _malformed_signal(reference, texts, alpha, cfg)
+        anomalies.update(info)
+        anomalies["alerts"] += alerts
+        reasons += more
+
+    total = counts.sum()
+    return DriftResult(
+        n=m,
+        class_distribution={
+            name: float(counts[i] / total) if total else 0.0 for i, name in enumerate(reference.label_names)
+        },
+        class_shift=class_shift,
+        mean_confidence=float(confidence.mean()) if m else None,
+        confidence_shift=confidence_shift,
+        embedding_drift=embedding_drift,
+        anomalies=anomalies,
+        alert=bool(reasons),
+        reasons=reasons,
+        alpha_per_test=alpha,
+    )
