@@ -1,11 +1,34 @@
 """The Celery app. Tasks live in annotator/tasks.py; queues and routes in settings."""
 
+import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
 
 app = Celery("annotator")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+SWEEP_SECONDS = float(os.environ.get("JOB_SWEEP_SECONDS", 15))
+
+
+@signals.worker_ready.connect
+def resume_undispatched_jobs(**_: object) -> None:
+    """Jobs created while the broker was down never reached it: send them now and keep checking, so
+    they resume once Redis is back."""
+    import threading
+    import time
+
+    def sweep() -> None:
+        from annotator.services.jobs import jobs_redispatch
+
+        while True:
+            try:
+                jobs_redispatch()
+            except Exception:  # noqa: BLE001 - the sweeper must outlive database or broker hiccups
+                logging.getLogger(__name__).exception("job sweep failed")
+            time.sleep(SWEEP_SECONDS)
+
+    threading.Thread(target=sweep, name="job-sweeper", daemon=True).start()

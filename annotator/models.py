@@ -295,6 +295,8 @@ class Job(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Set once the task reached the broker; a queued job without it is sent again when the broker is back.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

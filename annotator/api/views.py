@@ -116,12 +116,15 @@ class UserCreateApi(APIView):
 
 
 def _project_body(project, user, *, with_members: bool = False) -> dict[str, Any]:  # noqa: ANN001
+    role = selectors.role_of(user, project)
+    # Annotators see the project, not who else works on it (GET members/ is reviewer-only too).
+    show_members = with_members and role != Role.ANNOTATOR
     return project_out(
         project,
-        role=selectors.role_of(user, project),
+        role=role,
         counts=selectors.project_counts(project),
         labels=selectors.project_labels(project),
-        members=selectors.project_members(project) if with_members else None,
+        members=selectors.project_members(project) if show_members else None,
     )
 
 

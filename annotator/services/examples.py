@@ -17,12 +17,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from annotator.errors import InvalidInput
+from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project, Source
 from annotator.services.annotations import refresh_current_labels
 from annotator.services.bulk import JSONText, insert_rows, is_postgres
@@ -353,6 +353,25 @@ def examples_import(
         project, rows, default_source=default_source, max_rows=max_rows,
         allow_history=allow_history, line_numbers=line_numbers,
     )
+    try:
+        ids_by_external, new_count, updated_ids = _write(project, user, valid, line_numbers)
+    except IntegrityError:
+        # Another import wrote one of these external ids between our check and our insert.
+        raise Conflict("another import wrote some of these external_ids at the same moment; "
+                       "send the request again (it is idempotent)") from None
+    ids = [ids_by_external[r.external_id] for r in valid]
+    if len(ids) != len(rows):
+        # Repeated identical texts without external_id share one example; answer one id per row.
+        by_hash = {r.text_hash: ids_by_external[r.external_id] for r in valid}
+        ids = [by_hash[text_hash(row["text"])] for row in rows]
+    return ImportResult(created=new_count, unchanged=len(valid) - new_count - len(updated_ids),
+                        updated=len(updated_ids), ids=ids)
+
+
+def _write(
+    project: Project, user: AbstractBaseUser, valid: list[Row], line_numbers: list[int] | None
+) -> tuple[dict[str, int], int, set[int]]:
+    now = timezone.now()
     with transaction.atomic():
         existing = _existing(project, [r.external_id for r in valid])
         conflicts = [
@@ -364,7 +383,6 @@ def examples_import(
         if conflicts:
             raise InvalidInput(conflicts[:MAX_ERRORS])
         new_rows = [r for r in valid if r.external_id not in existing]
-        now = timezone.now()
         new_ids = insert_rows(
             Example,
             ["project_id", "external_id", "text", "text_hash", "source", "metadata", "observed_at", "created_at",
@@ -388,13 +406,7 @@ def examples_import(
                     [(*a[:5], a[5] or now) for a in annotations])
         insert_rows(ExampleLabel, ["example_id", "label_id"], links)
         refresh_current_labels(to_refresh, project=project)
-    ids = [ids_by_external[r.external_id] for r in valid]
-    if len(ids) != len(rows):
-        # Repeated identical texts without external_id share one example; answer one id per row.
-        by_hash = {r.text_hash: ids_by_external[r.external_id] for r in valid}
-        ids = [by_hash[text_hash(row["text"])] for row in rows]
-    return ImportResult(created=len(new_rows), unchanged=len(valid) - len(new_rows) - len(updated_ids),
-                        updated=len(updated_ids), ids=ids)
+    return ids_by_external, len(new_rows), updated_ids
 
 
 def label_ids(project: Project) -> dict[str, int]:

@@ -48,6 +48,63 @@ def job_create(
         raise Conflict(f"a {kind} job is already {running.status} for this project", job_id=running.id) from None
 
 
+BROKER_ERRORS: tuple[type[BaseException], ...] = (OSError,)
+try:  # the errors a publish raises when Redis is unreachable
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    BROKER_ERRORS = (KombuOperationalError, RedisConnectionError, OSError)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def job_dispatch(job: Job, task: Any, *args: Any) -> None:
+    """Send the job's task once the current transaction commits. With the broker down the job stays
+    queued and :func:`jobs_redispatch` sends it when the broker is back; the caller's write stands."""
+
+    def send() -> None:
+        try:
+            task.apply_async(args=args)
+        except BROKER_ERRORS as error:
+            log.warning("broker unreachable; job %s waits to be dispatched: %s", job.pk, error)
+            Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+                message="waiting for the broker (Redis) to come back")
+            return
+        Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now())
+
+    transaction.on_commit(send)
+
+
+def send_after_commit(task: Any, *args: Any) -> None:
+    """Send a task that has no job row of its own once the transaction commits; a broker outage is
+    logged, not raised, so the write that asked for it stands (drift checks catch up on the next push)."""
+
+    def send() -> None:
+        try:
+            task.apply_async(args=args)
+        except BROKER_ERRORS as error:
+            log.warning("broker unreachable; %s%s not sent: %s", task.name, args, error)
+
+    transaction.on_commit(send)
+
+
+def jobs_redispatch(*, older_than_seconds: float = 5.0) -> int:
+    """Send the tasks of queued jobs that never reached the broker. Returns how many were sent."""
+    from annotator import tasks
+
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    sent = 0
+    for job in Job.objects.filter(status=Job.Status.QUEUED, dispatched_at__isnull=True, created_at__lt=cutoff,
+                                  kind=Job.Kind.TRAIN):
+        try:
+            tasks.train_project.apply_async(args=(job.pk,))
+        except BROKER_ERRORS:
+            return sent
+        Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now(), message="")
+        sent += 1
+    return sent
+
+
 def job_start(job_id: int) -> Job | None:
     """Mark a queued job running; None when it already finished (a redelivered task)."""
     with transaction.atomic():

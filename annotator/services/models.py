@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, Job, ModelVersion, Project
-from annotator.services.jobs import job_create
+from annotator.services.jobs import job_create, job_dispatch
 from annotator.services.projects import TRAIN_MODES
 
 
@@ -30,7 +30,7 @@ def training_start(
     with transaction.atomic():
         job = job_create(project=project, kind=Job.Kind.TRAIN, user=user,
                          params={"mode": mode, "seeds": seeds, "reason": reason})
-        transaction.on_commit(lambda: tasks.train_project.delay(job.id))
+        job_dispatch(job, tasks.train_project, job.id)
     return job
 
 

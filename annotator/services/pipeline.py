@@ -36,7 +36,7 @@ from annotator.models import (
     QueueItem,
 )
 from annotator.selectors import project_labels
-from annotator.services.jobs import JobReporter, job_create, job_finish
+from annotator.services.jobs import JobReporter, job_create, job_finish, send_after_commit
 from annotator.services.queue import queue_add
 from annotator.serving import artifact_root, predictor_for, version_dir
 
@@ -140,6 +140,9 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     train_labels, val_labels = pick(snapshot.labels, train_idx), pick(snapshot.labels, val_idx)
     val_sources = np.array(pick(snapshot.sources, val_idx))
 
+    # A redelivered job (its worker died) leaves a half-made version behind: it never becomes ready.
+    ModelVersion.objects.filter(job=job, status=ModelVersion.Status.TRAINING).update(
+        status=ModelVersion.Status.FAILED, finished_at=timezone.now())
     version = _new_version(project, job, snapshot)
     cache = _embedding_cache()
     config = TrainConfig(mode=params.get("mode", "auto"), encoder=_encoder_config(project), seed=0)
@@ -423,7 +426,7 @@ def start_scoring(train_job: Job, version: ModelVersion, reporter: JobReporter) 
         finish_scoring(score_job.pk)
         return
     for index, chunk in enumerate(chunks):
-        transaction.on_commit(lambda c=chunk, i=index: tasks.score_chunk.delay(score_job.pk, i, c))
+        send_after_commit(tasks.score_chunk, score_job.pk, index, chunk)
 
 
 def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
@@ -479,7 +482,7 @@ def finish_scoring(score_job_id: int) -> None:
     from annotator import tasks
 
     job = job_finish(score_job_id, Job.Status.SUCCEEDED, message="scored")
-    transaction.on_commit(lambda: tasks.rebuild_queue.delay(job.parent_id))
+    send_after_commit(tasks.rebuild_queue, job.parent_id)
 
 
 # --- queue rebuild ---------------------------------------------------------------------------------------

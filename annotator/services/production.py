@@ -13,6 +13,7 @@ from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
 from annotator.selectors import project_labels
 from annotator.services.examples import examples_import
+from annotator.services.jobs import send_after_commit
 from annotator.services.queue import queue_add
 from annotator.serving import predictor_for, version_dir
 
@@ -103,7 +104,7 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
             scores = _score_rows(version, [ids[i] for i in keep], prediction.probs[keep],
                                  [prediction.labels[i] for i in keep], project.is_multi_label)
             _save_scores(version, scores)
-        transaction.on_commit(lambda: tasks.check_drift.delay(project.id))
+        send_after_commit(tasks.check_drift, project.id)
     return {"ids": result.ids, "created": result.created, "unchanged": result.unchanged,
             "model_version": version.number if version else None, "predictions": predictions}
 

@@ -73,6 +73,16 @@ def test_embedding_shift_alone_alerts(reference: DriftReference) -> None:
     assert any("embeddings" in r for r in result.reasons), result.reasons
 
 
+def test_a_minority_of_unfamiliar_samples_alerts(reference: DriftReference) -> None:
+    # 10% of the window comes from far away; the rest is ordinary traffic.
+    window = traffic(200, seed=23)
+    window["embeddings"][:20] = traffic(20, seed=24, shift=40.0)["embeddings"]
+    result = drift_window(reference, **window)
+    assert result.embedding_drift is not None
+    assert result.embedding_drift["novel_share"] >= 0.1
+    assert any("unfamiliar content" in r for r in result.reasons), result.reasons
+
+
 def test_confidence_drop_alerts(reference: DriftReference) -> None:
     window = traffic(200, seed=8)
     window["probs"] = 0.5 * window["probs"] + 0.5 / K
