@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -182,6 +181,9 @@ class JobReporter:
         self._last_check = 0.0
         self._progress = job.progress
         self._log: list[str] = []
+        self._stage: str | None = None
+        self._stage_started = time.monotonic()
+        self._timings: dict[str, float] = {}
 
     def span(self, start: float, end: float) -> JobReporter:
         """A reporter for a sub-range of this one (e.g. training takes 0.1..0.7 of the job)."""
@@ -190,12 +192,17 @@ class JobReporter:
         width = self.end - self.start
         child.start, child.end = self.start + width * start, self.start + width * end
         child._log = self._log
+        child._timings = self._timings
         return child
 
     def __call__(self, fraction: float, stage: str, message: str = "", *, force: bool = False) -> None:
         value = self.start + (self.end - self.start) * min(max(fraction, 0.0), 1.0)
         self._progress = max(self._progress, value)
         now = time.monotonic()
+        if stage != self._stage:
+            self._close_stage(now)
+            self._stage = stage
+            force = True
         if message:
             self._log.append(f"{timezone.now():%H:%M:%S} [{stage}] {message}")
         if not force and now - self._last_write < self.min_interval:
@@ -203,8 +210,22 @@ class JobReporter:
         self._last_write = now
         self.flush(stage, message)
 
+    def _close_stage(self, now: float) -> None:
+        if self._stage is not None:
+            key = f"{self._stage}_s"
+            self._timings[key] = round(self._timings.get(key, 0.0) + now - self._stage_started, 3)
+        self._stage_started = now
+
+    def close(self) -> None:
+        """Record the time of the stage in progress (call when the job's own part ends)."""
+        self._close_stage(time.monotonic())
+        self.flush()
+
     def flush(self, stage: str | None = None, message: str | None = None) -> None:
         fields: dict[str, Any] = {"progress": self._progress}
+        if self._timings:
+            timings = Job.objects.only("timings").get(pk=self.job_id).timings
+            fields["timings"] = {**timings, **self._timings}
         if stage is not None:
             fields["stage"] = stage[:100]
         if message:
@@ -234,14 +255,3 @@ class JobReporter:
         except JobCancelled:
             return True
         return False
-
-    def timed(self, name: str) -> Callable[[], None]:
-        """Start timing a stage; call the returned function when it ends."""
-        started = time.monotonic()
-
-        def done() -> None:
-            seconds = round(time.monotonic() - started, 3)
-            job = Job.objects.only("timings").get(pk=self.job_id)
-            Job.objects.filter(pk=self.job_id).update(timings={**job.timings, f"{name}_s": seconds})
-
-        return done

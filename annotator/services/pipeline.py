@@ -230,6 +230,7 @@ def run_training(job: Job, reporter: JobReporter) -> None:
                   "macro_f1": metrics.get("macro_f1"), "mode": mode, "n_train": len(train_texts),
                   "production_share": production_share, "issues": noise_metrics.get("n_issues")}
     Job.objects.filter(pk=job.pk).update(result=job.result)
+    reporter.close()
     start_scoring(job, version, reporter)
 
 

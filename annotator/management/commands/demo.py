@@ -62,6 +62,7 @@ class Command(BaseCommand):
             [sys.executable, "manage.py", "runserver", "--noreload", f"{options['host']}:{options['port']}"],
             cwd=settings.BASE_DIR,
         ))
+        self._start_first_training(data.project)
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(self.style.SUCCESS(
             f"\nRelabel is running at {url}\n  log in as {username} / {password}\n"
@@ -70,6 +71,20 @@ class Command(BaseCommand):
         while all(child.poll() is None for child in children):
             time.sleep(1)
         self.stderr.write("a demo process exited; stopping the rest")
+
+    def _start_first_training(self, project) -> None:  # noqa: ANN001
+        """Train the first model (the worker picks it up), so the queue and the noise report fill."""
+        from annotator.errors import Conflict
+        from annotator.models import ModelVersion
+        from annotator.services.models import training_start
+
+        if ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY).exists():
+            return
+        try:
+            job = training_start(project=project, user=None, reason="demo: first model")
+        except Conflict:
+            return
+        self.stdout.write(f"Training the first model (job {job.id}); the overview page shows its progress.")
 
     def _admin(self) -> tuple[str, str]:
         """The demo admin; its password comes from DEMO_PASSWORD or is made once and kept in DATA_DIR."""

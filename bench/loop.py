@@ -1,0 +1,312 @@
+"""Loop benchmark: one full cycle through Celery and PostgreSQL, the queue under load, production pushes.
+
+    python bench/loop.py [--labeled 5000] [--unlabeled 50000] [--queue-items 1000000] [--clients 8]
+
+Against a scratch PostgreSQL database (BENCH_DATABASE_URL, default .../relabel_loop_bench, re-created), it
+starts gunicorn and one Celery worker (concurrency 1, all queues), then:
+1. imports --labeled labeled + --unlabeled unlabeled texts (paragraphs of the BBC news corpus, made unique),
+   trains (mode --mode, default frozen) and reports the time of every stage of the train job, the scoring
+   job and the queue rebuild;
+2. raw scoring throughput of training/ on the same version (load_artifact + predict + uncertainty scores, in
+   this process) against the scoring throughput the Celery job achieved (texts/s; ratio);
+3. queue next/submit latency: a second project with --queue-items pending items, --clients concurrent
+   annotators (threads, one user each) leasing one item and submitting it, p50/p95/p99;
+4. production push: POST /samples/ of 100 texts at a time with predictions, samples/s.
+Prints a table and writes JSON (and a markdown section) under bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def bbc_paragraphs(n: int, seed: int) -> list[tuple[str, str]]:
+    """n (text, label) pairs: BBC paragraphs of at least 80 characters, numbered to keep them unique."""
+    from training.data import load_bbc_news
+
+    texts, labels = load_bbc_news()
+    paragraphs = [(p.strip(), label) for text, label in zip(texts, labels, strict=True)
+                  for p in text.split("\n") if len(p.strip()) >= 80]
+    rng = random.Random(seed)
+    return [(f"{text} [{i}]", label) for i, (text, label) in
+            enumerate(rng.choices(paragraphs, k=n))]
+
+
+class Server:
+    def __init__(self, env: dict[str, str], port: int, workers: int) -> None:
+        self.env = env
+        self.base = f"http://127.0.0.1:{port}"
+        self.processes = [
+            subprocess.Popen([sys.executable, "-m", "gunicorn", "annotator.wsgi", "-b", f"127.0.0.1:{port}",
+                              "-w", str(workers), "--timeout", "600", "--log-level", "warning"], cwd=ROOT, env=env),
+            subprocess.Popen([sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q",
+                              "default,training,scoring", "-c", "1", "--loglevel", "WARNING", "-n",
+                              f"bench-{port}@%h"], cwd=ROOT, env=env),
+        ]
+        for _ in range(200):
+            try:
+                if requests.get(f"{self.base}/api/v1/health/", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def session_for(base: str, username: str, password: str) -> requests.Session:
+    session = requests.Session()
+    token = session.post(f"{base}/api/v1/auth/token/", json={"username": username, "password": password}).json()["token"]
+    session.headers["Authorization"] = f"Token {token}"
+    return session
+
+
+def wait_job(session: requests.Session, base: str, job_id: int, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = session.get(f"{base}/api/v1/jobs/{job_id}/").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(1)
+    raise TimeoutError(f"job {job_id} did not finish in {timeout} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labeled", type=int, default=5000)
+    parser.add_argument("--unlabeled", type=int, default=50_000)
+    parser.add_argument("--mode", default="frozen")
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--queue-items", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=50, help="next/submit pairs per client")
+    parser.add_argument("--push-batches", type=int, default=20)
+    parser.add_argument("--raw-texts", type=int, default=3000)
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument("--json", default=str(ROOT / "bench/results/loop.json"))
+    args = parser.parse_args()
+
+    url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/relabel_loop_bench")
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
+    artifacts = ROOT / "var" / "bench-loop-artifacts"
+    subprocess.run(["rm", "-rf", str(artifacts)], check=True)
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "0", "SECRET_KEY": "bench-only", "LOG_LEVEL": "WARNING",
+           "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"), "HF_HUB_OFFLINE": "1",
+           "ARTIFACT_DIR": str(artifacts), "EMBEDDING_CACHE_DIR": str(artifacts / "cache"),
+           "THROTTLE_PUSH": "1000000/min"}
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "REDIS_URL", "ARTIFACT_DIR",
+                                           "EMBEDDING_CACHE_DIR")})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    from annotator.models import Job, ModelVersion, Project
+    from annotator.services.bulk import insert_rows
+    from annotator.services.projects import member_set, project_create
+
+    user_model = get_user_model()
+    user_model.objects.create_superuser("bench", "", "bench-password")
+    subprocess.run(["redis-cli", "-n", env["REDIS_URL"].rsplit("/", 1)[1], "flushdb"], capture_output=True)
+    results: dict = {"machine": f"{os.cpu_count()} cores, {platform.machine()}", "date": datetime.now(UTC).date().isoformat(),
+                     "labeled": args.labeled, "unlabeled": args.unlabeled, "mode": args.mode}
+    server = Server(env, args.port, args.web_workers)
+    base = server.base
+    try:
+        admin = session_for(base, "bench", "bench-password")
+        labels = ["business", "entertainment", "politics", "sports", "tech"]
+        project = admin.post(f"{base}/api/v1/projects/", json={
+            "name": "loop bench", "task": "single_label", "labels": labels,
+            "settings": {"max_length": args.max_length, "queue_size": 500, "drift_window_size": 200}}).json()
+        pid = project["id"]
+        data = bbc_paragraphs(args.labeled + args.unlabeled + args.push_batches * 100, seed=1)
+        rows = [{"text": t, "external_id": f"l{i}", "label": lab, "source": "seed"}
+                for i, (t, lab) in enumerate(data[: args.labeled])]
+        rows += [{"text": t, "external_id": f"u{i}"} for i, (t, _) in enumerate(data[args.labeled: args.labeled + args.unlabeled])]
+        t0 = time.perf_counter()
+        for start in range(0, len(rows), 10_000):
+            r = admin.post(f"{base}/api/v1/projects/{pid}/examples/", json=rows[start:start + 10_000], timeout=600)
+            assert r.status_code == 201, r.text[:300]
+        results["import_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        job = admin.post(f"{base}/api/v1/projects/{pid}/train/", json={"mode": args.mode}).json()["job"]
+        final = wait_job(admin, base, job["id"], timeout=5400)
+        cycle = time.perf_counter() - t0
+        assert final["status"] == "succeeded", final
+        score_job = Job.objects.get(parent_id=job["id"], kind="score")
+        rebuild_job = Job.objects.get(parent_id=job["id"], kind="queue_rebuild")
+        stages = {k: v for k, v in final["timings"].items() if k != "total_s"}
+        stages["scoring (Celery, chunks)_s"] = score_job.timings.get("total_s")
+        stages["queue rebuild_s"] = rebuild_job.timings.get("total_s")
+        results["cycle"] = {"total_s": cycle, "stages": stages, "mode": final["result"].get("mode")}
+        scored = score_job.params["examples"]
+        celery_rate = scored / score_job.timings["total_s"]
+
+        # Raw training/ scoring throughput on the same version, same kind of texts.
+        from annotator.serving import artifact_root
+        from training.artifacts import load_artifact
+        from training.query import entropy_scores, margin_scores
+
+        version = ModelVersion.objects.get(project_id=pid, number=final["result"]["model_version"])
+        predictor = load_artifact(artifact_root() / version.artifact_path)
+        texts = [t for t, _ in data[args.labeled: args.labeled + args.raw_texts]]
+        predictor.predict(texts[:64], with_token_stats=False)  # warm-up
+        t0 = time.perf_counter()
+        prediction = predictor.predict(texts, with_token_stats=False)
+        entropy_scores(prediction.probs)
+        margin_scores(prediction.probs)
+        raw_rate = len(texts) / (time.perf_counter() - t0)
+        results["scoring"] = {"celery_texts_per_s": celery_rate, "raw_texts_per_s": raw_rate,
+                              "ratio": celery_rate / raw_rate, "backend": predictor.backend}
+
+        # Production push: 100 texts per request, with predictions.
+        push = [t for t, _ in data[args.labeled + args.unlabeled:]]
+        t0 = time.perf_counter()
+        for b in range(args.push_batches):
+            r = admin.post(f"{base}/api/v1/projects/{pid}/samples/", json=[{"text": t} for t in push[b * 100:(b + 1) * 100]],
+                           timeout=600)
+            assert r.status_code == 201 and r.json()["predictions"], r.text[:300]
+        results["push"] = {"samples_per_s": args.push_batches * 100 / (time.perf_counter() - t0), "batch": 100}
+
+        # Queue under load: a second project with a million pending items.
+        queue_project = project_create(user=user_model.objects.get(username="bench"), name="queue bench",
+                                       task="single_label", labels=labels)
+        n = args.queue_items
+        t0 = time.perf_counter()
+        example_ids: list[int] = []
+        for start in range(0, n, 100_000):
+            count = min(100_000, n - start)
+            example_ids += insert_rows(
+                __import__("annotator.models", fromlist=["Example"]).Example,
+                ["project_id", "external_id", "text", "text_hash", "source", "metadata", "created_at", "label_source"],
+                [(queue_project.id, f"q{start + i}", f"queued text {start + i}", f"{start + i:064x}", "import", {},
+                  datetime.now(UTC), "") for i in range(count)],
+            )
+        from annotator.models import QueueItem
+
+        rng = random.Random(2)
+        for start in range(0, n, 100_000):
+            chunk = example_ids[start:start + 100_000]
+            insert_rows(QueueItem, ["project_id", "example_id", "reason", "priority", "slot", "status", "explanation",
+                                    "created_at"],
+                        [(queue_project.id, eid, "uncertain", rng.random(), 0, "pending", "", datetime.now(UTC))
+                         for eid in chunk])
+        Project.objects.filter(pk=queue_project.pk).update(example_count=n)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE annotator_queueitem")
+            conn.execute("VACUUM ANALYZE annotator_example")
+        results["queue_setup_s"] = time.perf_counter() - t0
+        sessions = []
+        for c in range(args.clients):
+            name = f"annotator{c}"
+            user_model.objects.create_user(name, password="bench-password")
+            member_set(project=queue_project, username=name, role="annotator")
+            sessions.append(session_for(base, name, "bench-password"))
+        next_ms: list[float] = []
+        submit_ms: list[float] = []
+        seen: list[int] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+
+        def annotate(session: requests.Session) -> None:
+            for _ in range(args.rounds):
+                t = time.perf_counter()
+                r = session.get(f"{base}/api/v1/projects/{queue_project.id}/queue/next/", params={"n": 1})
+                took = (time.perf_counter() - t) * 1000
+                if r.status_code != 200 or not r.json():
+                    errors.append(f"next {r.status_code}")
+                    continue
+                item = r.json()[0]
+                t = time.perf_counter()
+                s = session.post(f"{base}/api/v1/queue/{item['id']}/submit/", json={"label": labels[item["id"] % 5]})
+                took_submit = (time.perf_counter() - t) * 1000
+                with lock:
+                    next_ms.append(took)
+                    submit_ms.append(took_submit)
+                    seen.append(item["id"])
+                    if s.status_code != 201:
+                        errors.append(f"submit {s.status_code}")
+
+        threads = [threading.Thread(target=annotate, args=(s,)) for s in sessions]
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - t0
+        results["queue"] = {
+            "items": n, "clients": args.clients, "pairs": len(seen), "duplicates": len(seen) - len(set(seen)),
+            "errors": len(errors), "pairs_per_s": len(seen) / wall,
+            "next_p50_ms": statistics.median(next_ms), "next_p95_ms": percentile(next_ms, 0.95),
+            "next_p99_ms": percentile(next_ms, 0.99),
+            "submit_p50_ms": statistics.median(submit_ms), "submit_p95_ms": percentile(submit_ms, 0.95),
+            "submit_p99_ms": percentile(submit_ms, 0.99),
+        }
+    finally:
+        server.stop()
+
+    lines = [f"Loop benchmark ({results['machine']}, {results['date']}; {args.labeled:,} labeled + "
+             f"{args.unlabeled:,} unlabeled, mode {results['cycle']['mode']}, max_length {args.max_length})", ""]
+    lines.append("| stage | seconds |")
+    lines.append("| --- | ---: |")
+    lines.append(f"| import {args.labeled + args.unlabeled:,} rows (API) | {results['import_s']:.1f} |")
+    for stage, seconds in results["cycle"]["stages"].items():
+        if seconds is not None:
+            lines.append(f"| {stage.removesuffix('_s')} | {seconds:.1f} |")
+    lines.append(f"| whole train job (request to succeeded) | {results['cycle']['total_s']:.1f} |")
+    s = results["scoring"]
+    q = results["queue"]
+    lines += ["", "| measure | value |", "| --- | ---: |",
+              f"| scoring through Celery + PostgreSQL (texts/s) | {s['celery_texts_per_s']:.0f} |",
+              f"| raw training/ scoring, same version (texts/s) | {s['raw_texts_per_s']:.0f} |",
+              f"| ratio (target >= 0.8) | {s['ratio']:.2f} |",
+              f"| production push, 100 per request, with predictions (samples/s) | {results['push']['samples_per_s']:.0f} |",
+              f"| queue next p50 / p95 / p99 (ms), {q['items']:,} items, {q['clients']} clients | "
+              f"{q['next_p50_ms']:.1f} / {q['next_p95_ms']:.1f} / {q['next_p99_ms']:.1f} |",
+              f"| queue submit p50 / p95 / p99 (ms) | {q['submit_p50_ms']:.1f} / {q['submit_p95_ms']:.1f} / "
+              f"{q['submit_p99_ms']:.1f} |",
+              f"| next/submit pairs, duplicates, errors | {q['pairs']} / {q['duplicates']} / {q['errors']} |"]
+    print("\n".join(lines))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2))
+    Path(args.json).with_suffix(".md").write_text(
+        f"Command: `python bench/loop.py {' '.join(sys.argv[1:])}`\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
