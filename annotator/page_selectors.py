@@ -271,4 +271,8 @@ def drift_windows(project: Project, *, limit: int = 60) -> list[DriftWindow]:
 
 
 def drift_alerts(project: Project) -> QuerySet[DriftWindow]:
-    return DriftWindow.objects.filter(project=project, alert=True).defer("details").order_by("-sequence")
+    return (
+        DriftWindow.objects.filter(project=project, alert=True).select_related("model_version")
+        .defer("details", "model_version__metrics", "model_version__config", "model_version__snapshot")
+        .order_by("-sequence")
+    )

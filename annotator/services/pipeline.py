@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 SCORE_CHUNK = 1000
 MIN_PER_CLASS = 2
 PROMOTION_TOLERANCE = 0.0  # a new version may not lose any macro-F1 to the serving one
+MIN_VAL_FOR_BACKEND_CHOICE = 50
 
 
 class TrainingInputError(Exception):
@@ -195,7 +196,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         reporter(0.7, "saving", "choosing the CPU serving backend and writing the artifact", force=True)
         predictor = Predictor.from_trained(model)
         serving = None
-        if len(val_texts) >= 10:
+        # Too few validation texts cannot show that INT8 or ONNX keeps accuracy: serve fp32 then.
+        if len(val_texts) >= MIN_VAL_FOR_BACKEND_CHOICE:
             serving = choose_serving_backend(predictor, val_texts, val_labels, tolerance=0.01)
             metrics["serving"] = {k: v for k, v in serving.items() if k != "measurements"} | {
                 "measurements": serving.get("measurements")}

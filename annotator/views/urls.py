@@ -1,10 +1,29 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotator.views import pages
+from annotator.views import annotate, data, drift, models_page, pages, review
+
+P = "projects/<int:project_id>/"
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", pages.project_list, name="project-list"),
+    path(P, pages.overview, name="project-overview"),
+    path(P + "train/", pages.train, name="train"),
+    path(P + "settings/", pages.settings_update, name="project-settings"),
+    path(P + "jobs/<int:job_id>/", pages.job_status, name="job-status"),
+    path(P + "jobs/<int:job_id>/cancel/", pages.job_cancel, name="job-cancel"),
+    path(P + "annotate/", annotate.annotate, name="annotate"),
+    path(P + "annotate/<int:item_id>/submit/", annotate.submit, name="annotate-submit"),
+    path(P + "annotate/<int:item_id>/skip/", annotate.skip, name="annotate-skip"),
+    path(P + "annotate/answers/<int:annotation_id>/correct/", annotate.correct, name="annotate-correct"),
+    path(P + "review/", review.review, name="review"),
+    path(P + "review/decisions/", review.decisions, name="review-decisions"),
+    path(P + "review/agreement/", review.agreement, name="agreement"),
+    path(P + "models/", models_page.models, name="models"),
+    path(P + "models/<int:model_id>/promote/", models_page.promote, name="model-promote"),
+    path(P + "drift/", drift.drift, name="drift"),
+    path(P + "import/", data.import_page, name="import"),
+    path(P + "export/", data.export_page, name="export"),
 ]

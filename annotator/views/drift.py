@@ -1,0 +1,81 @@
+"""The drift page (reviewer): per-window class mix, mean confidence, embedding drift and tokenization
+anomalies of production traffic as plots, and the alerts with their reasons and what each triggered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+
+from annotator import page_selectors, selectors
+from annotator.models import DriftWindow, Role
+from annotator.views import charts
+from annotator.views.access import paginate, project_context, project_or_404, render_page
+
+PLOTTED_WINDOWS = 60
+ALERTS_PER_PAGE = 20
+ANOMALY_SERIES = (
+    ("texts_with_unk_share", "texts with unknown tokens"),
+    ("truncation_rate", "truncated texts"),
+    ("malformed_share", "malformed Unicode"),
+)
+
+
+def _series(windows: list[DriftWindow], name: str, value: Any) -> charts.Series:
+    points = []
+    for w in windows:
+        y = value(w)
+        if y is not None:
+            points.append(charts.Point(w.sequence, float(y), label=f"window {w.sequence}"))
+    return charts.Series(name, points)
+
+
+def drift_plots(windows: list[DriftWindow], labels: list[str]) -> dict[str, Any]:
+    names = list(labels) + sorted({k for w in windows for k in w.class_distribution} - set(labels))
+    categories = [str(w.sequence) for w in windows]
+    marks = [w.alert for w in windows]
+    return {
+        "class_mix": charts.stacked_bars(
+            categories, {n: [w.class_distribution.get(n, 0.0) for w in windows] for n in names},
+            title="Predicted class mix per window", x_label="window", marks=marks,
+            empty="No drift window yet: windows are cut from production samples once a model serves",
+        ),
+        "confidence": charts.line_chart(
+            [_series(windows, "mean confidence", lambda w: w.mean_confidence)],
+            title="Mean confidence per window", x_label="window", y_label="mean confidence",
+            y_range=(0.0, 1.0), empty="No drift window yet",
+        ),
+        "shift": charts.line_chart(
+            [_series(windows, "class shift (JS distance)", lambda w: w.class_shift),
+             _series(windows, "confidence shift (KS)", lambda w: w.confidence_shift),
+             _series(windows, "embedding drift (MMD²)", lambda w: w.embedding_drift)],
+            title="Shift statistics per window", x_label="window", y_label="statistic",
+            empty="No drift window yet",
+        ),
+        "anomalies": charts.line_chart(
+            [_series(windows, title, lambda w, key=key: (w.anomalies or {}).get(key)) for key, title in ANOMALY_SERIES],
+            title="Tokenization anomalies per window", x_label="window", y_label="share of texts",
+            y_percent=True, empty="No tokenization statistics yet",
+        ),
+    }
+
+
+@login_required
+@require_GET
+def drift(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_or_404(request, project_id, role=Role.REVIEWER)
+    windows = page_selectors.drift_windows(project, limit=PLOTTED_WINDOWS)
+    alerts = paginate(request, page_selectors.drift_alerts(project), ALERTS_PER_PAGE)
+    latest = windows[-1] if windows else None
+    context = {
+        **project_context(request, project, "drift"),
+        **drift_plots(windows, selectors.project_labels(project)),
+        "windows": windows,
+        "latest": latest,
+        "page": alerts,
+        "window_size": project.setting("drift_window_size"),
+        "plotted": PLOTTED_WINDOWS,
+    }
+    return render_page(request, "drift.html", context, partial="alerts")
