@@ -70,3 +70,18 @@ def demo_project_load(*, user: AbstractBaseUser) -> DemoData:
         for start in range(0, len(rows), 5000):
             examples_import(project=project, user=user, rows=rows[start:start + 5000])
     return DemoData(project, True, flipped, held_back)
+
+
+def demo_traffic(*, held_back: list[tuple[str, str]], window: int = 50) -> list[list[dict[str, str]]]:
+    """Batches of production samples for the demo: three windows like the training data, then three
+    windows from two topics only (a shift in the class mix that the drift page should flag)."""
+    steady = held_back[: 3 * window]
+    shifted = [pair for pair in held_back[3 * window:] if pair[1] in ("sports", "tech")][: 3 * window]
+    batches = []
+    for part, name in ((steady, "steady"), (shifted, "shifted")):
+        for start in range(0, len(part), window):
+            batches.append([
+                {"text": text, "external_id": f"prod-{name}-{start + i:04d}"}
+                for i, (text, _) in enumerate(part[start:start + window])
+            ])
+    return batches

@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from django.conf import settings
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("DEMO_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", 8000)))
         parser.add_argument("--setup-only", action="store_true", help="prepare everything, run nothing")
+        parser.add_argument("--no-traffic", action="store_true", help="do not play demo production traffic")
 
     def handle(self, *args, **options) -> None:
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,9 @@ class Command(BaseCommand):
             [sys.executable, "manage.py", "runserver", "--noreload", f"{options['host']}:{options['port']}"],
             cwd=settings.BASE_DIR,
         ))
-        self._start_first_training(data.project)
+        job = self._start_first_training(data.project)
+        if job is not None and not options["no_traffic"]:
+            threading.Thread(target=self._play_traffic, args=(data, job.id), daemon=True).start()
         url = f"http://{options['host']}:{options['port']}/"
         self.stdout.write(self.style.SUCCESS(
             f"\nRelabel is running at {url}\n  log in as {username} / {password}\n"
@@ -72,19 +76,37 @@ class Command(BaseCommand):
             time.sleep(1)
         self.stderr.write("a demo process exited; stopping the rest")
 
-    def _start_first_training(self, project) -> None:  # noqa: ANN001
+    def _play_traffic(self, data, job_id: int) -> None:  # noqa: ANN001
+        """Once the first model serves, push the held-back articles as production traffic, a window at a
+        time, so the drift page fills (the last windows are shifted on purpose)."""
+        from annotator.models import Job
+        from annotator.services.demo import demo_traffic
+        from annotator.services.production import samples_push
+
+        while Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).exists():
+            time.sleep(5)
+        if not Job.objects.filter(pk=job_id, status=Job.Status.SUCCEEDED).exists():
+            return
+        user = get_user_model().objects.get(pk=data.project.created_by_id)
+        for batch in demo_traffic(held_back=data.held_back, window=int(data.project.setting("drift_window_size"))):
+            samples_push(project=data.project, user=user, rows=batch)
+            time.sleep(10)
+        self.stdout.write("Demo production traffic pushed; see the drift page.")
+
+    def _start_first_training(self, project):  # noqa: ANN001, ANN202
         """Train the first model (the worker picks it up), so the queue and the noise report fill."""
         from annotator.errors import Conflict
         from annotator.models import ModelVersion
         from annotator.services.models import training_start
 
         if ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY).exists():
-            return
+            return None
         try:
             job = training_start(project=project, user=None, reason="demo: first model")
         except Conflict:
-            return
+            return None
         self.stdout.write(f"Training the first model (job {job.id}); the overview page shows its progress.")
+        return job
 
     def _admin(self) -> tuple[str, str]:
         """The demo admin; its password comes from DEMO_PASSWORD or is made once and kept in DATA_DIR."""
