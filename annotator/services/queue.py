@@ -1,8 +1,8 @@
 """The review queue: leasing, submitting, skipping. Locks live here and only here.
 
 Leasing takes the highest-priority pending items with ``SELECT ... FOR UPDATE SKIP LOCKED`` (as Label
-Studio's next_task does), so concurrent annotators never receive the same item; an expired lease counts
-as pending again. Overlap: an example may have several queue items (slots), and one annotator never gets
+Studio's next_task does), so concurrent annotators never receive the same item; an expired lease goes
+back to pending when the next lease is asked for. Overlap: an example may have several queue items (slots), and one annotator never gets
 two slots of one example.
 """
 
@@ -13,7 +13,6 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from annotator.errors import Conflict, InvalidInput, NotFound
@@ -23,10 +22,11 @@ from annotator.services.annotations import annotation_create, labels_from_payloa
 MAX_LEASE_BATCH = 100
 
 
-def _available(project: Project, now) -> Q:  # noqa: ANN001
-    return Q(project=project) & (
-        Q(status=QueueItem.Status.PENDING) | Q(status=QueueItem.Status.LEASED, lease_expires_at__lt=now)
-    )
+def release_expired(project: Project, now) -> int:  # noqa: ANN001
+    """Expired leases go back to pending (their holders' submits then answer 409)."""
+    return QueueItem.objects.filter(
+        project=project, status=QueueItem.Status.LEASED, lease_expires_at__lt=now
+    ).update(status=QueueItem.Status.PENDING, leased_by=None, lease_expires_at=None)
 
 
 def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> list[QueueItem]:
@@ -43,9 +43,11 @@ def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> lis
         )
         fresh: list[QueueItem] = []
         if len(held) < n:
+            release_expired(project, now)
+            # Pending items in priority order straight from the (project, status, -priority, id) index.
             candidates = (
                 QueueItem.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(_available(project, now))
+                .filter(project=project, status=QueueItem.Status.PENDING)
                 .exclude(example_id__in=[item.example_id for item in held])
                 .order_by("-priority", "id")
             )
