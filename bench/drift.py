@@ -8,8 +8,8 @@ production pool (25%). A logistic-regression head on frozen MiniLM embeddings (c
 train part and calibrated with temperature scaling on the reference part. Production windows of
 ``--window-size`` articles are drawn from the production pool (in-distribution, for false alarms) or
 mix in a share of articles of the unseen topic (for detection). Every window runs the full
-``drift_window`` check: predicted class mix, confidence, embeddings (MMD), token statistics and
-malformed text, with the default ``DriftConfig``.
+``drift_window`` check: predicted class mix, confidence, embeddings (MMD and the share of novel
+samples), token statistics and malformed text, with the default ``DriftConfig``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,11 @@ def signals(result_dict: dict) -> list[str]:
         fired.append("class mix")
     if result_dict["confidence_shift"]["alert"]:
         fired.append("confidence")
-    if result_dict["embedding_drift"] and result_dict["embedding_drift"]["alert"]:
-        fired.append("embeddings")
+    embedding = result_dict["embedding_drift"]
+    if embedding and embedding["p_value"] < result_dict["alpha_per_test"]:
+        fired.append("embeddings (MMD)")
+    if embedding and any(r.startswith("unfamiliar content") for r in result_dict["reasons"]):
+        fired.append("novel samples")
     fired.extend(result_dict["anomalies"]["alerts"])
     return fired
 

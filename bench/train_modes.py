@@ -17,12 +17,13 @@ in the JSON).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from typing import Any
 
 import numpy as np
-from _bbc import CACHE, markdown_table, write_results
+from _bbc import CACHE, RESULTS, markdown_table, write_results
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
@@ -87,6 +88,11 @@ def main() -> None:
     parser.add_argument("--test-per-label", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-minutes", type=float, default=20.0)
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the other modes' runs from bench/results/train_modes.json and replace only --modes",
+    )
     args = parser.parse_args()
 
     import torch
@@ -136,9 +142,18 @@ def main() -> None:
                     flush=True,
                 )
 
+    previous: dict[str, Any] = {}
+    modes, budgets = list(args.modes), list(args.budgets)
+    if args.update and (RESULTS / "train_modes.json").is_file():
+        previous = json.loads((RESULTS / "train_modes.json").read_text())
+        kept = [r for r in previous["runs"] if r["mode"] not in args.modes]
+        runs = kept + runs
+        modes = [m for m in MODES if any(r["mode"] == m for r in runs)]
+        budgets = list(dict.fromkeys([*previous["settings"]["budgets"], *args.budgets]))
+
     summary: dict[str, dict[str, dict[str, float]]] = {}
-    for mode in args.modes:
-        for budget_arg in args.budgets:
+    for mode in modes:
+        for budget_arg in budgets:
             scores = [r["macro_f1"] for r in runs if r["mode"] == mode and r["budget"] == budget_arg]
             seconds = [r["seconds"] for r in runs if r["mode"] == mode and r["budget"] == budget_arg]
             if scores:
@@ -156,8 +171,8 @@ def main() -> None:
         spread = f" ± {s['std']:.3f}" if s["n_seeds"] > 1 else " (1 seed)"
         return f"{s['mean']:.3f}{spread}, {s['mean_seconds']:.0f} s"
 
-    headers = ["mode", *[f"{b} labels" for b in args.budgets]]
-    rows = [[mode, *[cell(mode, b) for b in args.budgets]] for mode in args.modes]
+    headers = ["mode", *[f"{b} labels" for b in budgets]]
+    rows = [[mode, *[cell(mode, b) for b in budgets]] for mode in modes]
     notes = (
         f"Macro-F1 on {len(test)} fixed test articles; mean ± sample std over seeds {args.seeds} "
         f"(budgets >= {args.big_budget} and 'all' ({len(pool)} articles): seeds {args.big_budget_seeds}); "
@@ -168,6 +183,11 @@ def main() -> None:
         f"LogisticRegression(C=1) on the frozen embeddings of the whole sample. torch threads {args.threads}; "
         f"load average at start {load_before[0]:.1f}. Total wall time {time.perf_counter() - started:.0f} s."
         + (f" Skipped by --max-minutes: {len(skipped)} runs." if skipped else "")
+        + (
+            f" Rows other than {', '.join(args.modes)} come from `{previous['command']}` ({previous['date']})."
+            if previous
+            else ""
+        )
     )
     write_results(
         "train_modes",
@@ -176,7 +196,12 @@ def main() -> None:
             "settings": vars(args),
             "runs": runs,
             "summary": summary,
-            "skipped": skipped,
+            "skipped": skipped + [s for s in previous.get("skipped", []) if s["mode"] not in args.modes],
+            "merged_from": (
+                {k: previous[k] for k in ("command", "date", "settings", "load_average_start")}
+                if previous
+                else None
+            ),
             "n_test": len(test),
             "n_pool": len(pool),
             "load_average_start": load_before,

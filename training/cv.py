@@ -336,18 +336,23 @@ def oos_probs_knn(
     return out / out.sum(axis=1, keepdims=True)
 
 
-def ensemble_probs(list_of_probs: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
-    """Weighted arithmetic mean of several probability matrices, renormalised per row.
+def ensemble_probs(
+    list_of_probs: Sequence[np.ndarray], weights: Sequence[float] | None = None, *, multi_label: bool = False
+) -> np.ndarray:
+    """Weighted arithmetic mean of several probability matrices.
 
     Parameters
     ----------
     list_of_probs : sequence of np.ndarray, each shape (n, k)
     weights : sequence of float, optional
         Non-negative, one per matrix; equal weights by default.
+    multi_label : bool
+        Independent per-class probabilities: averaged, not renormalised per row.
 
     Returns
     -------
     np.ndarray, shape (n, k)
+        Rows sum to 1 unless ``multi_label``.
     """
     if not list_of_probs:
         raise ValueError("need at least one probability matrix")
@@ -356,4 +361,4 @@ def ensemble_probs(list_of_probs: Sequence[np.ndarray], weights: Sequence[float]
     if w.shape != (stack.shape[0],) or (w < 0).any() or w.sum() <= 0:
         raise ValueError("weights must be non-negative, one per matrix, not all zero")
     mean = np.tensordot(w / w.sum(), stack, axes=1)
-    return mean / mean.sum(axis=1, keepdims=True)
+    return mean if multi_label else mean / mean.sum(axis=1, keepdims=True)

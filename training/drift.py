@@ -10,7 +10,9 @@ signal                    test (p-value)                              effect siz
 ========================  ==========================================  ======================================
 predicted class mix       chi-square test of homogeneity              Jensen-Shannon distance (base 2)
 confidence                two-sample Kolmogorov-Smirnov               KS statistic
-embeddings                MMD (RBF kernel), permutations               none (the permutation p-value)
+embeddings                MMD (RBF kernel), permutation p-value       none
+novel samples             binomial: share beyond the reference's      excess over the expected 5%
+                          own 95% nearest-neighbour distance
 text length (tokens)      two-sample Kolmogorov-Smirnov               KS statistic
 truncated texts           one-sided binomial vs the reference share   absolute increase of the share
 texts with [UNK] tokens   one-sided binomial vs the reference share   absolute increase of the share
@@ -64,6 +66,9 @@ class DriftConfig:
     truncation_rate_increase, unk_share_increase, malformed_share_increase : float
         Minimum absolute increases of the share of truncated texts, of texts with an unknown token,
         and of texts with malformed Unicode.
+    novel_share_increase : float
+        Minimum excess of the share of novel samples (farther from the reference than 95% of the
+        reference itself, see :func:`sample_novelty`) over the 5% expected without drift.
     n_permutations : int
         Permutations of the MMD test (the smallest p-value it can give is ``1 / (n_permutations + 1)``,
         so keep it well above ``number_of_tests / alpha``).
@@ -78,6 +83,7 @@ class DriftConfig:
     truncation_rate_increase: float = 0.1
     unk_share_increase: float = 0.05
     malformed_share_increase: float = 0.02
+    novel_share_increase: float = 0.05
     n_permutations: int = 2000
     seed: int = 0
 
@@ -318,6 +324,7 @@ class DriftReference:
 
 
 _NOVELTY_NEIGHBOURS = 5
+_NOVELTY_QUANTILE = 0.95
 
 
 def build_drift_reference(
@@ -471,8 +478,9 @@ class DriftResult:
     confidence_shift : dict
         ``ks_statistic``, ``p_value``, ``reference_mean_confidence``, ``alert``.
     embedding_drift : dict or None
-        ``mmd2``, ``p_value``, ``novel_share`` (share of samples whose :func:`sample_novelty` exceeds 0.95),
-        ``alert``; None without embeddings.
+        ``mmd2``, ``p_value`` (MMD permutation test), ``novel_share`` (share of samples whose
+        :func:`sample_novelty` exceeds 0.95), ``novel_p_value``, ``alert`` (either test); None without
+        embeddings.
     anomalies : dict
         Token and text statistics of the window next to the reference's, with per-signal ``alerts``.
     alert : bool
@@ -575,15 +583,34 @@ def _embedding_signal(
         n_permutations=cfg.n_permutations,
         seed=cfg.seed,
     )
-    novel_share = float(np.mean(sample_novelty(reference, embeddings) > 0.95))
-    alert = p_value < alpha
+    # Novel samples: under no drift, a sample lies farther from its nearest reference neighbours than
+    # 95% of the reference does with probability 0.05, so the count is Binomial(m, 0.05). A minority of
+    # new content (an unseen topic in 10% of the traffic) shows up here long before the MMD moves.
+    novel = sample_novelty(reference, embeddings) > _NOVELTY_QUANTILE
+    novel_share = float(novel.mean())
+    novel_p = float(
+        binomtest(int(novel.sum()), novel.size, 1.0 - _NOVELTY_QUANTILE, alternative="greater").pvalue
+    )
+    mmd_alert = p_value < alpha
+    novel_alert = novel_p < alpha and novel_share - (1.0 - _NOVELTY_QUANTILE) > cfg.novel_share_increase
     reasons = []
-    if alert:
+    if mmd_alert:
         reasons.append(
-            f"embeddings moved away from the reference data (MMD² {mmd2:.3f}, p={_format_p(p_value)} "
-            f"< {alpha:.2g}); {novel_share:.0%} of samples lie farther out than 95% of the reference"
+            f"embeddings moved away from the reference data (MMD² {mmd2:.3f}, p={_format_p(p_value)} < {alpha:.2g})"
         )
-    return {"mmd2": mmd2, "p_value": p_value, "novel_share": novel_share, "alert": bool(alert)}, reasons
+    if novel_alert:
+        reasons.append(
+            f"unfamiliar content: {novel_share:.0%} of samples lie farther from the reference data than 95% of "
+            f"the reference itself (expected 5%, p={_format_p(novel_p)})"
+        )
+    info = {
+        "mmd2": mmd2,
+        "p_value": p_value,
+        "novel_share": novel_share,
+        "novel_p_value": novel_p,
+        "alert": bool(mmd_alert or novel_alert),
+    }
+    return info, reasons
 
 
 def _token_signals(
@@ -692,7 +719,7 @@ def drift_window(
     use_embeddings = embeddings is not None and reference.has_embeddings and m >= 2
     use_tokens = token_stats is not None and reference.token_summary.get("n_texts", 0) > 0
     use_texts = texts is not None and reference.n_texts > 0
-    alpha = cfg.alpha / (2 + int(use_embeddings) + 3 * int(use_tokens) + int(use_texts))
+    alpha = cfg.alpha / (2 + 2 * int(use_embeddings) + 3 * int(use_tokens) + int(use_texts))
 
     counts = _class_counts(p, reference.multi_label)
     class_shift, reasons = _class_signal(reference, counts, alpha, cfg)

@@ -255,14 +255,10 @@ def select_batch(
         clusters = KMeans(n_clusters=n, n_init=1, random_state=seed).fit_predict(
             features, sample_weight=scores[candidates] + 1e-6
         )
-    chosen: list[int] = []
-    seen_clusters: set[int] = set()
-    for rank, cluster in enumerate(clusters):  # candidates are in uncertainty order
-        if cluster not in seen_clusters:
-            seen_clusters.add(int(cluster))
-            chosen.append(rank)
-    if len(chosen) < n:
-        taken = set(chosen)
-        chosen.extend(r for r in range(candidates.size) if r not in taken)
-        chosen = sorted(chosen[:n])
-    return candidates[np.array(sorted(chosen), dtype=np.int64)]
+    # Candidates are in uncertainty order, so each cluster's first occurrence is its most uncertain member.
+    _, first_of_cluster = np.unique(clusters, return_index=True)
+    chosen = np.sort(first_of_cluster)
+    if chosen.size < n:
+        rest = np.setdiff1d(np.arange(candidates.size), chosen)
+        chosen = np.sort(np.concatenate([chosen, rest[: n - chosen.size]]))
+    return candidates[chosen]

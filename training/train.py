@@ -5,7 +5,7 @@ linear head), so model versions look alike whatever the mode. Fine-tuning follow
 for BERT-family encoders: AdamW with parameter groups (no weight decay on biases and LayerNorm
 weights), a higher learning rate on the head, linear warm-up over ~10% of the steps then linear
 decay to 0 (a fresh schedule per unfreezing phase), gradient accumulation and clipping, early stopping
-on validation macro-F1 with the best epoch's weights restored.
+on validation macro-F1 (validation loss breaks ties) with the best epoch's weights restored.
 """
 
 from __future__ import annotations
@@ -534,6 +534,31 @@ def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def _val_loss(logits: np.ndarray, y: np.ndarray, task: str) -> float:
+    with torch.no_grad():
+        return float(
+            _loss_fn(task)(torch.from_numpy(np.asarray(logits, dtype=np.float32)), _targets(y, task))
+        )
+
+
+class _BestEpoch:
+    """Early-stopping bookkeeping: validation macro-F1 decides, validation loss breaks ties.
+
+    Small validation sets reach the same macro-F1 (often 1.0) after a few epochs; without the
+    tie-break the first such epoch would win and an under-trained model would be kept.
+    """
+
+    def __init__(self) -> None:
+        self.f1 = -1.0
+        self.loss = math.inf
+        self.epoch = 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, f1: float, loss: float, epoch: int, module: nn.Module) -> None:
+        if f1 > self.f1 + 1e-9 or (f1 >= self.f1 - 1e-9 and loss < self.loss - 1e-6):
+            self.f1, self.loss, self.epoch, self.state = f1, loss, epoch, _snapshot(module)
+
+
 # --------------------------------------------------------------------------------------------- training
 
 
@@ -572,7 +597,7 @@ def _train_frozen(
     windows_per_epoch = math.ceil(len(x_train) / config.frozen_batch_size)
     scheduler = _schedule(optimizer, windows_per_epoch * config.frozen_epochs, config.warmup_ratio)
     rng = np.random.default_rng(config.seed)
-    best = (-1.0, 0, _snapshot(model.head))
+    best = _BestEpoch()
     step = 0
     model.dropout.train()
     for epoch in range(1, config.frozen_epochs + 1):
@@ -596,20 +621,27 @@ def _train_frozen(
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss_value)
             step += 1
-        f1 = macro_f1(y_val, head_logits(model.head, x_val), task)
+        val_logits = head_logits(model.head, x_val)
+        f1, val_loss = macro_f1(y_val, val_logits, task), _val_loss(val_logits, y_val, task)
         log["epochs"].append(
-            {"epoch": epoch, "phase": "head", "train_loss": float(np.mean(losses)), "val_macro_f1": f1}
+            {
+                "epoch": epoch,
+                "phase": "head",
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val_loss,
+                "val_macro_f1": f1,
+            }
         )
-        if f1 > best[0] + 1e-9:
-            best = (f1, epoch, _snapshot(model.head))
+        best.update(f1, val_loss, epoch, model.head)
         tracker.report(
             0.6 + 0.35 * epoch / config.frozen_epochs, "training", f"epoch {epoch}: val macro-F1 {f1:.3f}"
         )
-        if epoch - best[1] >= config.frozen_patience:
+        if epoch - best.epoch >= config.frozen_patience:
             break
     model.dropout.eval()
-    model.head.load_state_dict(best[2])
-    log["best_epoch"] = best[1]
+    assert best.state is not None  # at least one epoch ran
+    model.head.load_state_dict(best.state)
+    log["best_epoch"] = best.epoch
 
 
 def _train_finetune(
@@ -645,7 +677,7 @@ def _train_finetune(
     rng = np.random.default_rng(config.seed)
     windows_per_epoch = math.ceil(math.ceil(len(train_texts) / config.batch_size) / config.grad_accum_steps)
     total_steps = sum(p.epochs for p in phases) * windows_per_epoch
-    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-1.0, 0, None)
+    best = _BestEpoch()
     step = 0
     epoch = 0
     for p_index, phase in enumerate(phases):
@@ -700,25 +732,25 @@ def _train_finetune(
                     val_texts, batch_size=config.eval_batch_size, progress=lambda d, t: tracker.check()
                 ),
             )
-            f1 = macro_f1(y_val, val_logits, task)
+            f1, val_loss = macro_f1(y_val, val_logits, task), _val_loss(val_logits, y_val, task)
             log["epochs"].append(
                 {
                     "epoch": epoch,
                     "phase": phase.name,
                     "train_loss": float(np.mean(losses)),
+                    "val_loss": val_loss,
                     "val_macro_f1": f1,
                 }
             )
             tracker.report(
                 0.02 + 0.9 * step / total_steps, "evaluating", f"epoch {epoch}: val macro-F1 {f1:.3f}"
             )
-            if f1 > best[0] + 1e-9:
-                best = (f1, epoch, _snapshot(model))
+            best.update(f1, val_loss, epoch, model)
             # Patience runs only once everything is unfrozen: earlier phases are warm-up by design.
-            if last_phase and epoch - best[1] >= config.patience:
+            if last_phase and epoch - best.epoch >= config.patience:
                 break
-    if best[2] is not None:
-        model.load_state_dict(best[2])
+    if best.state is not None:
+        model.load_state_dict(best.state)
     if peft_model is not None:
         # Fold the adapters into the base weights: the version is then a plain encoder + head.
         model.encoder = peft_model.merge_and_unload()
@@ -727,7 +759,7 @@ def _train_finetune(
         param.requires_grad_(False)
     model.eval()
     encoder.invalidate_fingerprint()
-    log["best_epoch"] = best[1]
+    log["best_epoch"] = best.epoch
 
 
 def _split_validation(

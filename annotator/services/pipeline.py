@@ -435,7 +435,10 @@ def start_scoring(train_job: Job, version: ModelVersion, reporter: JobReporter) 
 def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
     """Score one chunk (idempotent: rows are upserted) and count it; the last chunk starts the rebuild."""
     score_job = Job.objects.select_related("project").get(pk=score_job_id)
-    if score_job.status in Job.FINISHED or score_job.cancel_requested:
+    if score_job.status in Job.FINISHED:
+        return
+    if score_job.cancel_requested:
+        _cancel_scoring(score_job)
         return
     version = ModelVersion.objects.select_related("project").get(pk=score_job.params["model_version_id"])
     project = version.project
@@ -463,6 +466,16 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
         last = len(done) == total
     if last:
         finish_scoring(score_job_id)
+
+
+def _cancel_scoring(score_job: Job) -> None:
+    """A cancel that arrives while scoring ends the scoring job and its train job: returning quietly would
+    leave the train job running for ever, and that blocks every later training of the project."""
+    job_finish(score_job.pk, Job.Status.CANCELLED, message="cancelled")
+    if score_job.parent_id:
+        job_finish(score_job.parent_id, Job.Status.CANCELLED,
+                   message="cancelled while scoring: the new version was already stored (see the models page "
+                           "for whether it serves); scores are partial and the queue was not rebuilt")
 
 
 def _save_embeddings(version: ModelVersion, index: int, ids: list[int], embeddings: np.ndarray) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -56,20 +57,20 @@ def _item_view(item: dict[str, Any]) -> dict[str, Any]:
 
 def _correction_item(project: Project, answer: Annotation) -> dict[str, Any]:
     """The item of an earlier answer, shaped like a leased item, to be answered again."""
-    queue_item = answer.queue_item
-    example = answer.example
-    out = loop_selectors.queue_items_out(project, [queue_item])[0] if queue_item else {
-        "id": None, "reason": "random", "explanation": "", "suggestion": None,
-        "example": {"id": example.id, "external_id": example.external_id, "text": example.text,
-                    "source": example.source},
-    }
+    out = loop_selectors.queue_items_out(project, [answer.queue_item])[0]
     out["correction"] = {"annotation_id": answer.id, "previous": answer.labels}
     return _item_view(out)
 
 
 def _stage_context(request: HttpRequest, project: Project, *, notice: str = "", error: str = "",
-                   retry_item: int | None = None, reopen: Annotation | None = None) -> dict[str, Any]:
+                   retry_item: int | None = None, reopen: Annotation | None = None,
+                   skipped: int | None = None) -> dict[str, Any]:
     items = queue_services.queue_lease(project=project, user=request.user, n=PREFETCH)
+    if skipped is not None and any(item.id == skipped for item in items):
+        # Nothing else was pending: the item just skipped came straight back. Give it back again, so it
+        # stays free for others instead of sitting leased behind the page.
+        queue_services.queue_skip(user=request.user, item_id=skipped)
+        items = [item for item in items if item.id != skipped]
     shown = [_item_view(item) for item in loop_selectors.queue_items_out(project, items)]
     if reopen is not None:
         shown.insert(0, _correction_item(project, reopen))
@@ -92,8 +93,6 @@ def _stage(request: HttpRequest, project: Project, **kwargs: Any) -> HttpRespons
     if wants_partial(request):
         context = {**project_context(request, project, "annotate"), **_stage_context(request, project, **kwargs)}
         return render_page(request, "annotate.html", context, partial="stage")
-    from django.contrib import messages
-
     if kwargs.get("error"):
         messages.error(request, kwargs["error"])
     elif kwargs.get("notice"):
@@ -144,7 +143,7 @@ def skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
         queue_services.queue_skip(user=request.user, item_id=item_id)
     except Conflict as error:
         return _stage(request, project, error=f"Not skipped: {error.errors[0]['message']}.")
-    return _stage(request, project, notice="Skipped; the item went back to the queue.")
+    return _stage(request, project, notice="Skipped; the item went back to the queue.", skipped=item_id)
 
 
 @login_required

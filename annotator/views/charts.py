@@ -62,11 +62,22 @@ def _num(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".") if value == value else "0"
 
 
+def _decimals(step: float) -> int:
+    """The fewest decimals that write ``step`` exactly (0.25 -> 2, 0.1 -> 1, 5 -> 0)."""
+    decimals = 0
+    while decimals < 6 and abs(round(step, decimals) - step) > abs(step) * 1e-6:
+        decimals += 1
+    return decimals
+
+
 def _fmt_tick(value: float, step: float) -> str:
     if step >= 1 and float(value).is_integer():
         return f"{int(value):,}"
-    decimals = max(0, -int(math.floor(math.log10(step)))) if step > 0 else 2
-    return f"{value:.{decimals}f}"
+    return f"{value:.{_decimals(step)}f}"
+
+
+def _fmt_percent(value: float, step: float) -> str:
+    return f"{value * 100:.{_decimals(step * 100)}f}%"
 
 
 def nice_ticks(low: float, high: float, n: int = 5) -> list[float]:
@@ -92,7 +103,7 @@ def nice_ticks(low: float, high: float, n: int = 5) -> list[float]:
 def _open(frame: _Frame, title: str, desc: str = "") -> list[str]:
     uid = next(_ids)
     return [
-        f'<svg class="chart" viewBox="0 0 {frame.width} {frame.height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {frame.width} {frame.height}" style="max-width: {round(frame.width * 1.3)}px" role="img" '
         f'aria-labelledby="chart-t{uid} chart-d{uid}" xmlns="http://www.w3.org/2000/svg" '
         f'font-family="system-ui, sans-serif" font-size="11">',
         f'<title id="chart-t{uid}">{escape(title)}</title><desc id="chart-d{uid}">{escape(desc)}</desc>',
@@ -177,7 +188,8 @@ def line_chart(
         highs = [p.y + (p.err or 0) for p in points]
         lo_y, hi_y = min(lows), max(highs)
         pad = (hi_y - lo_y) * 0.1 or abs(hi_y) * 0.1 or 1.0
-        lo_y, hi_y = lo_y - pad, hi_y + pad
+        # Rates, shares and distances are never negative: the axis starts at zero for them.
+        lo_y, hi_y = (lo_y - pad if lo_y < 0 else max(0.0, lo_y - pad)), hi_y + pad
     x_ticks = nice_ticks(lo_x, hi_x, 6)
     y_ticks = nice_ticks(lo_y, hi_y, 4) if not y_range else nice_ticks(*y_range, 4)
     lo_x, hi_x = min(lo_x, x_ticks[0]), max(hi_x, x_ticks[-1])
@@ -191,7 +203,8 @@ def line_chart(
 
     desc = "; ".join(f"{s.name}: {len(s.points)} points" for s in series)
     out = _open(frame, title, desc)
-    y_fmt = (lambda v: f"{v:.0%}") if y_percent else None
+    y_step = y_ticks[1] - y_ticks[0] if len(y_ticks) > 1 else 1.0
+    y_fmt = (lambda v: _fmt_percent(v, y_step)) if y_percent else None
     _axes(out, frame, x_ticks, y_ticks, sx, sy, x_label, y_label, y_fmt=y_fmt)
     for i, s in enumerate(series):
         pts = [p for p in s.points if p.y is not None and math.isfinite(p.y)]

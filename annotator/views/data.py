@@ -59,6 +59,8 @@ def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
         context["filename"] = upload.name
         try:
             fmt = request.POST.get("format") or file_services.guess_format(upload.name)
+            if fmt not in file_services.FORMATS:
+                raise InvalidInput([{"field": "format", "message": "format must be csv or jsonl"}])
             context["format"] = fmt
             preview = page_selectors.file_preview(data, fmt)
             context["preview"] = preview
@@ -94,5 +96,5 @@ def _import(request: HttpRequest, project: Any, data: bytes, fmt: str, mapping: 
 @require_GET
 def export_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
-    context = {**project_context(request, project, "data"), "counts": selectors.project_counts(project)}
+    context = {**project_context(request, project, "data"), "example_count": project.example_count}
     return render_page(request, "export.html", context)

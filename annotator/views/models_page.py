@@ -69,7 +69,7 @@ def models(request: HttpRequest, project_id: int) -> HttpResponse:
         "learning_curve": charts.line_chart(
             [charts.Series("macro-F1", [charts.Point(p["x"], p["y"], p["label"], p["std"]) for p in curve])],
             title="Learning curve: macro-F1 against training labels", x_label="training labels",
-            y_label="macro-F1", y_range=(0.0, 1.0), empty="No trained version yet",
+            y_label="macro-F1", y_range=(0.0, 1.0), empty="No trained version yet", width=900, height=240,
         ),
     }
     if selected is not None:

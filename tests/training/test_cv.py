@@ -110,6 +110,8 @@ def test_ensemble_is_a_weighted_mean() -> None:
         ensemble_probs([a, b], weights=[1, -1])
     with pytest.raises(ValueError):
         ensemble_probs([])
+    multi = ensemble_probs([np.array([[0.9, 0.8]]), np.array([[0.7, 0.6]])], multi_label=True)
+    np.testing.assert_allclose(multi, [[0.8, 0.7]])
 
 
 def test_knn_neighbours_can_be_restricted() -> None:
