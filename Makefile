@@ -31,6 +31,7 @@ demo: install
 
 services: install
 	bin/ensure-services
+	bin/ensure-browser
 
 test: install services
 	DEBUG=0 SECRET_KEY=test-only-secret DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \

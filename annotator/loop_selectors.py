@@ -176,6 +176,7 @@ def noise_issues_out(project: Project, scores: list[ExampleScore]) -> list[dict[
     ).values_list("example_id", "label__name"):
         given.setdefault(example_id, []).append(name)
     multi = project.is_multi_label
+    names = project_labels(project)
     out = []
     for score in scores:
         labels = given.get(score.example_id, [])
@@ -187,7 +188,7 @@ def noise_issues_out(project: Project, scores: list[ExampleScore]) -> list[dict[
             "suggested_label": score.suggested_label,
             "label_quality": score.label_quality,
             "confidence": score.confidence,
-            "probs": dict(zip(project_labels(project), score.probs, strict=False)),
+            "probs": dict(zip(names, score.probs, strict=False)),
         })
     return out
 

@@ -99,7 +99,7 @@ def project_counts(project: Project) -> dict[str, int]:
     queue = QueueItem.objects.filter(project=project, status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED])
     return {
         "examples": project.example_count,
-        "labeled": examples.exclude(label_source="").count(),
+        "labeled": examples.filter(label_source__gt="").count(),
         "production": examples.filter(source="production").count(),
         "queued": queue.count(),
         "annotations": Annotation.objects.filter(example__project=project).count(),

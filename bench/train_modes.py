@@ -32,6 +32,7 @@ from training.encoder import EmbeddingCache, Encoder, EncoderConfig
 from training.train import TrainConfig, train_classifier
 
 MODES = ["logreg", "frozen", "gradual", "full", "lora"]
+FINE_TUNE_MODES = {"gradual", "full", "lora"}
 
 
 def run_one(
@@ -73,81 +74,23 @@ def run_one(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
-    parser.add_argument("--budgets", nargs="+", default=["20", "50", "100", "250", "all"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--big-budget-seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--big-budget", type=int, default=250, help="budgets >= this use --big-budget-seeds")
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--all-epochs", type=int, default=1, help="fine-tuning epochs for the 'all' budget")
-    parser.add_argument("--test-per-label", type=int, default=40)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-minutes", type=float, default=20.0)
-    parser.add_argument(
-        "--update",
-        action="store_true",
-        help="keep the other modes' runs from bench/results/train_modes.json and replace only --modes",
-    )
-    args = parser.parse_args()
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    load_before = os.getloadavg()
-    texts, labels = load_bbc_news()
-    pool, test = stratified_split(labels, 0.2, seed=0)
-    test = test[stratified_sample([labels[i] for i in test], 5 * args.test_per_label, seed=0)]
-    test_texts = [texts[i] for i in test]
-    y_test = np.array([BBC_LABELS.index(labels[i]) for i in test])
-    pool_labels = [labels[i] for i in pool]
-    encoder = Encoder(EncoderConfig(max_length=args.max_length))
-    cache = EmbeddingCache(CACHE)
-
-    runs: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    for budget_arg in args.budgets:
-        budget = len(pool) if budget_arg == "all" else int(budget_arg)
-        seeds = args.big_budget_seeds if budget >= args.big_budget else args.seeds
-        for mode in args.modes:
-            epochs = args.all_epochs if budget_arg == "all" else args.epochs
-            for seed in seeds:
-                if time.perf_counter() - started > args.max_minutes * 60:
-                    skipped.append({"mode": mode, "budget": budget_arg, "seed": seed})
-                    continue
-                sample = pool[stratified_sample(pool_labels, budget, seed=seed)]
-                result = run_one(
-                    mode,
-                    [texts[i] for i in sample],
-                    [labels[i] for i in sample],
-                    test_texts,
-                    y_test,
-                    seed=seed,
-                    epochs=epochs,
-                    args=args,
-                    encoder=encoder,
-                    cache=cache,
-                )
-                runs.append(
-                    {"mode": mode, "budget": budget_arg, "seed": seed, "n_labeled": len(sample), **result}
-                )
-                print(
-                    f"{mode:8s} budget {budget_arg:>4s} seed {seed}: macro-F1 {result['macro_f1']:.3f} "
-                    f"({result['seconds']:.0f} s)",
-                    flush=True,
-                )
-
-    previous: dict[str, Any] = {}
+def report(
+    args: argparse.Namespace,
+    runs: list[dict[str, Any]],
+    skipped: list[dict[str, Any]],
+    *,
+    n_test: int,
+    n_pool: int,
+    started: float,
+    load_before: tuple[float, float, float],
+    previous: dict[str, Any],
+    done: bool,
+) -> None:
+    """Write the JSON and markdown (after every run, so an interrupted benchmark keeps its numbers)."""
     modes, budgets = list(args.modes), list(args.budgets)
-    if args.update and (RESULTS / "train_modes.json").is_file():
-        previous = json.loads((RESULTS / "train_modes.json").read_text())
+    if previous:
         kept = [r for r in previous["runs"] if r["mode"] not in args.modes]
-        runs = kept + runs
+        runs = kept + list(runs)
         modes = [m for m in MODES if any(r["mode"] == m for r in runs)]
         budgets = list(dict.fromkeys([*previous["settings"]["budgets"], *args.budgets]))
 
@@ -174,8 +117,8 @@ def main() -> None:
     headers = ["mode", *[f"{b} labels" for b in budgets]]
     rows = [[mode, *[cell(mode, b) for b in budgets]] for mode in modes]
     notes = (
-        f"Macro-F1 on {len(test)} fixed test articles; mean ± sample std over seeds {args.seeds} "
-        f"(budgets >= {args.big_budget} and 'all' ({len(pool)} articles): seeds {args.big_budget_seeds}); "
+        f"Macro-F1 on {n_test} fixed test articles; mean ± sample std over seeds {args.seeds} "
+        f"(budgets >= {args.big_budget} and 'all' ({n_pool} articles): seeds {args.big_budget_seeds}); "
         f"each seed draws its own stratified sample. Time = training plus scoring the test split, per run. "
         f"max_length {args.max_length} for every mode (not 256: fine-tuning at 256 tokens on 2 shared CPU cores "
         f"does not fit the time budget), {args.epochs} fine-tuning epochs ({args.all_epochs} for 'all'), "
@@ -183,6 +126,11 @@ def main() -> None:
         f"LogisticRegression(C=1) on the frozen embeddings of the whole sample. torch threads {args.threads}; "
         f"load average at start {load_before[0]:.1f}. Total wall time {time.perf_counter() - started:.0f} s."
         + (f" Skipped by --max-minutes: {len(skipped)} runs." if skipped else "")
+        + (
+            ""
+            if done
+            else " PARTIAL: the benchmark was still running (or was interrupted) when this was written."
+        )
         + (
             f" Rows other than {', '.join(args.modes)} come from `{previous['command']}` ({previous['date']})."
             if previous
@@ -195,6 +143,7 @@ def main() -> None:
         {
             "settings": vars(args),
             "runs": runs,
+            "complete": done,
             "summary": summary,
             "skipped": skipped + [s for s in previous.get("skipped", []) if s["mode"] not in args.modes],
             "merged_from": (
@@ -202,14 +151,105 @@ def main() -> None:
                 if previous
                 else None
             ),
-            "n_test": len(test),
-            "n_pool": len(pool),
+            "n_test": n_test,
+            "n_pool": n_pool,
             "load_average_start": load_before,
             "load_average_end": os.getloadavg(),
         },
         markdown_table(headers, rows),
         notes,
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    parser.add_argument("--budgets", nargs="+", default=["20", "50", "100", "250", "all"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--big-budget-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--big-budget", type=int, default=250, help="budgets >= this use --big-budget-seeds")
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--all-epochs", type=int, default=1, help="fine-tuning epochs for the 'all' budget")
+    parser.add_argument("--test-per-label", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--finetune-budgets",
+        nargs="+",
+        default=["20", "50", "100", "250"],
+        help="budgets the fine-tuning modes run on (add 'all': ~5 min per epoch and mode on 2 shared cores)",
+    )
+    parser.add_argument("--max-minutes", type=float, default=20.0)
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the other modes' runs from bench/results/train_modes.json and replace only --modes",
+    )
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    texts, labels = load_bbc_news()
+    pool, test = stratified_split(labels, 0.2, seed=0)
+    test = test[stratified_sample([labels[i] for i in test], 5 * args.test_per_label, seed=0)]
+    test_texts = [texts[i] for i in test]
+    y_test = np.array([BBC_LABELS.index(labels[i]) for i in test])
+    pool_labels = [labels[i] for i in pool]
+    encoder = Encoder(EncoderConfig(max_length=args.max_length))
+    cache = EmbeddingCache(CACHE)
+
+    previous: dict[str, Any] = {}
+    if args.update and (RESULTS / "train_modes.json").is_file():
+        previous = json.loads((RESULTS / "train_modes.json").read_text())
+    context: dict[str, Any] = {
+        "previous": previous,
+        "n_test": len(test),
+        "n_pool": len(pool),
+        "started": started,
+        "load_before": load_before,
+    }
+    runs: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for budget_arg in args.budgets:
+        budget = len(pool) if budget_arg == "all" else int(budget_arg)
+        seeds = args.big_budget_seeds if budget >= args.big_budget else args.seeds
+        for mode in args.modes:
+            if mode in FINE_TUNE_MODES and budget_arg not in args.finetune_budgets:
+                continue
+            epochs = args.all_epochs if budget_arg == "all" else args.epochs
+            for seed in seeds:
+                if time.perf_counter() - started > args.max_minutes * 60:
+                    skipped.append({"mode": mode, "budget": budget_arg, "seed": seed})
+                    continue
+                sample = pool[stratified_sample(pool_labels, budget, seed=seed)]
+                result = run_one(
+                    mode,
+                    [texts[i] for i in sample],
+                    [labels[i] for i in sample],
+                    test_texts,
+                    y_test,
+                    seed=seed,
+                    epochs=epochs,
+                    args=args,
+                    encoder=encoder,
+                    cache=cache,
+                )
+                runs.append(
+                    {"mode": mode, "budget": budget_arg, "seed": seed, "n_labeled": len(sample), **result}
+                )
+                print(
+                    f"{mode:8s} budget {budget_arg:>4s} seed {seed}: macro-F1 {result['macro_f1']:.3f} "
+                    f"({result['seconds']:.0f} s)",
+                    flush=True,
+                )
+                report(args, runs, skipped, done=False, **context)
+
+    report(args, runs, skipped, done=True, **context)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from annotator.models import Annotation, AnnotationKind, Example, Project, Queue
 from annotator.services.annotations import annotation_create, labels_from_payload
 
 MAX_LEASE_BATCH = 100
+# A skipped item is not offered to the same annotator again for this long.
+SKIP_COOLDOWN = timedelta(minutes=30)
 
 
 def release_expired(project: Project, now) -> int:  # noqa: ANN001
@@ -49,6 +51,7 @@ def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> lis
                 QueueItem.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(project=project, status=QueueItem.Status.PENDING)
                 .exclude(example_id__in=[item.example_id for item in held])
+                .exclude(skipped_by=user, skipped_at__gte=now - SKIP_COOLDOWN)
                 .order_by("-priority", "id")
             )
             if int(project.setting("overlap")) > 1:
@@ -127,7 +130,9 @@ def queue_skip(*, user: AbstractBaseUser, item_id: Any) -> QueueItem:
         item.status = QueueItem.Status.PENDING
         item.leased_by = None
         item.lease_expires_at = None
-        item.save(update_fields=["status", "leased_by", "lease_expires_at"])
+        item.skipped_by = user
+        item.skipped_at = timezone.now()
+        item.save(update_fields=["status", "leased_by", "lease_expires_at", "skipped_by", "skipped_at"])
     return item
 
 
