@@ -86,29 +86,26 @@ def queue_items_out(project: Project, items: list[QueueItem]) -> list[dict[str, 
 
 
 # --- jobs -----------------------------------------------------------------------------------------------
-def job_for(user: AbstractBaseUser, job_id: Any, *, role: str = Role.ANNOTATOR) -> Job:
+def _project_object_for(model: type, user: AbstractBaseUser, pk: Any, *, role: str, what: str) -> Any:
+    """A row of a project the user belongs to: 404 for non-members (as for a missing row), 403 for a low role."""
     try:
-        pk = int(job_id)
+        pk = int(pk)
     except (TypeError, ValueError):
-        raise NotFound("job not found") from None
-    job = Job.objects.select_related("project").filter(pk=pk).first()
-    if job is None or role_of(user, job.project) is None:
-        raise NotFound("job not found")
-    require_role(user, job.project, role)
-    return job
+        raise NotFound(f"{what} not found") from None
+    obj = model.objects.select_related("project").filter(pk=pk).first()
+    if obj is None or role_of(user, obj.project) is None:
+        raise NotFound(f"{what} not found")
+    require_role(user, obj.project, role)
+    return obj
+
+
+def job_for(user: AbstractBaseUser, job_id: Any, *, role: str = Role.ANNOTATOR) -> Job:
+    return _project_object_for(Job, user, job_id, role=role, what="job")
 
 
 # --- models ---------------------------------------------------------------------------------------------
 def model_version_for(user: AbstractBaseUser, model_id: Any, *, role: str = Role.REVIEWER) -> ModelVersion:
-    try:
-        pk = int(model_id)
-    except (TypeError, ValueError):
-        raise NotFound("model version not found") from None
-    version = ModelVersion.objects.select_related("project").filter(pk=pk).first()
-    if version is None or role_of(user, version.project) is None:
-        raise NotFound("model version not found")
-    require_role(user, version.project, role)
-    return version
+    return _project_object_for(ModelVersion, user, model_id, role=role, what="model version")
 
 
 def model_version_out(version: ModelVersion, project: Project) -> dict[str, Any]:

@@ -10,14 +10,13 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from annotator.errors import Forbidden, InvalidInput, NotFound
 from annotator.models import (
     Annotation,
     Example,
     ExampleLabel,
-    ExampleScore,
     Job,
     LabelClass,
     Membership,
@@ -281,11 +280,6 @@ def active_training_job(project: Project) -> Job | None:
         .first()
     )
 
-
-def score_counts(project: Project) -> dict[str, int]:
-    return dict(
-        ExampleScore.objects.filter(example__project=project).values_list("model_version_id").annotate(n=Count("id"))
-    )
 
 
 EXPORT_FORMATS = ("jsonl", "csv")
