@@ -48,6 +48,7 @@ from annotator.errors import Forbidden, InvalidInput
 from annotator.models import AnnotationKind, Role
 from annotator.services import annotations as annotation_services
 from annotator.services import examples as example_services
+from annotator.services import models as model_services
 from annotator.services import projects as project_services
 from annotator.services.broker import broker_status
 
@@ -241,6 +242,7 @@ class ExampleAnnotationsApi(APIView):
         annotation = annotation_services.annotation_create(
             example=example, user=request.user, labels=labels, kind=kind, note=data.get("note") or "",
         )
+        model_services.maybe_retrain(project=example.project)
         return Response(annotation_out(annotation, multi=example.project.is_multi_label), status=201)
 
 
