@@ -110,7 +110,7 @@ def report(
     def cell(mode: str, budget: str) -> str:
         s = summary.get(mode, {}).get(budget)
         if s is None:
-            return "skipped"
+            return "not run"
         spread = f" ± {s['std']:.3f}" if s["n_seeds"] > 1 else " (1 seed)"
         return f"{s['mean']:.3f}{spread}, {s['mean_seconds']:.0f} s"
 
@@ -123,7 +123,11 @@ def report(
         f"max_length {args.max_length} for every mode (not 256: fine-tuning at 256 tokens on 2 shared CPU cores "
         f"does not fit the time budget), {args.epochs} fine-tuning epochs ({args.all_epochs} for 'all'), "
         f"other settings TrainConfig defaults (frozen head: up to 100 epochs, patience 20). logreg = "
-        f"LogisticRegression(C=1) on the frozen embeddings of the whole sample. torch threads {args.threads}; "
+        f"LogisticRegression(C=1) on the frozen embeddings of the whole sample. Fine-tuning modes ran on "
+        f"budgets {args.finetune_budgets} only ('not run' elsewhere; add 'all' to --finetune-budgets: about "
+        f"5 min per epoch and mode here). Fine-tuning is compute-bounded ({args.epochs} epochs of batch 16: "
+        f"a handful of optimizer steps at the small budgets), so those rows show what a CPU-sized fine-tune "
+        f"buys, not the modes' ceiling. torch threads {args.threads}; "
         f"load average at start {load_before[0]:.1f}. Total wall time {time.perf_counter() - started:.0f} s."
         + (f" Skipped by --max-minutes: {len(skipped)} runs." if skipped else "")
         + (

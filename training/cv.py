@@ -233,6 +233,7 @@ def oos_probs_frozen(
 def oos_probs_frozen_multilabel(
     embeddings: np.ndarray,
     labels: np.ndarray,
+    n_classes: int | None = None,
     *,
     k: int = 5,
     seed: int = 0,
@@ -244,6 +245,8 @@ def oos_probs_frozen_multilabel(
     ----------
     embeddings : np.ndarray, shape (n, d)
     labels : np.ndarray, shape (n, k_classes) 0/1 indicators
+    n_classes : int, optional
+        ``k_classes``, checked against ``labels`` when given (the same call shape as :func:`oos_probs_frozen`).
     k, seed : int
         Folds (plain shuffled K-fold: label sets do not stratify) and seed.
     C : float
@@ -256,6 +259,8 @@ def oos_probs_frozen_multilabel(
     """
     x = np.asarray(embeddings, dtype=np.float64)
     y = np.asarray(labels).astype(np.int64)
+    if y.ndim != 2 or (n_classes is not None and y.shape[1] != n_classes):
+        raise ValueError(f"labels must have shape (n, {n_classes or 'k'}), got {y.shape}")
     n, n_classes = y.shape
     if n < 2:
         return np.full((n, n_classes), 0.5)

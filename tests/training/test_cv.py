@@ -85,8 +85,10 @@ def test_multilabel_folds_give_one_probability_per_class() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 6))
     labels = np.stack([x[:, 0] > 0, x[:, 1] > 0, np.zeros(80, bool)], axis=1).astype(int)
-    probs = oos_probs_frozen_multilabel(x, labels)
+    probs = oos_probs_frozen_multilabel(x, labels, 3)
     assert probs.shape == (80, 3)
+    with pytest.raises(ValueError):
+        oos_probs_frozen_multilabel(x, labels, 4)
     assert ((probs > 0) & (probs < 1)).all()
     assert ((probs[:, :2] >= 0.5) == labels[:, :2]).mean() > 0.9
     assert probs[:, 2].max() < 0.05, "a class never present stays improbable"
