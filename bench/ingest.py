@@ -30,9 +30,7 @@ import psycopg
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-WORDS = ("market shares rose after the central bank held rates while the striker scored twice and the "
-         "minister promised new funding for schools as the band announced a tour and the phone maker "
-         "released software updates").split()
+WORDS = ["market", "shares", "rose", "after", "the", "central", "bank", "held", "rates", "while", "the", "striker", "scored", "twice", "and", "the", "minister", "promised", "new", "funding", "for", "schools", "as", "the", "band", "announced", "a", "tour", "and", "the", "phone", "maker", "released", "software", "updates"]
 
 
 def make_rows(start: int, n: int, rng: random.Random, labels: list[str]) -> list[dict]:
