@@ -20,8 +20,8 @@ def test_a_second_training_is_refused_while_one_runs_and_the_running_one_can_be_
     worker, loop_project, as_admin, as_reviewer,
 ):
     # Given a full fine-tuning job that is running
-    project = loop_project(labels=CLASSES, max_length=16)
-    import_rows(as_admin, project.id, labeled_rows(CLASSES, 0, 6))
+    project = loop_project(labels=CLASSES, max_length=32)
+    import_rows(as_admin, project.id, labeled_rows(CLASSES, 0, 8))
     running = start_training(as_admin, project.id, mode="full")
     poll_job(as_admin, running["id"], timeout=TRAIN_TIMEOUT, diagnostics=worker.log_tail,
              until=lambda body: body["status"] == "running")

@@ -30,12 +30,17 @@ def queued(project, admin, make_examples) -> list[QueueItem]:
     return list(QueueItem.objects.filter(project=project))
 
 
+@pytest.mark.parametrize("items_are", ["pending", "expired leases"])
 @pytest.mark.django_db(transaction=True)
-def test_eight_annotators_leasing_at_once_never_receive_the_same_item(project, queued, make_user):
-    # Given eight annotators of one project
+def test_eight_annotators_leasing_at_once_never_receive_the_same_item(project, queued, make_user, items_are):
+    # Given eight annotators of one project, and items waiting (or held by someone whose leases ran out)
     users = [make_user(f"worker{i}") for i in range(THREADS)]
     for user in users:
         member_set(project=project, username=user.username, role=Role.ANNOTATOR)
+    if items_are == "expired leases":
+        QueueItem.objects.filter(project=project).update(
+            status=QueueItem.Status.LEASED, leased_by=make_user("gone"),
+            lease_expires_at=timezone.now() - timedelta(minutes=1))
     barrier = threading.Barrier(THREADS)
     leased: dict[int, list[int]] = {user.pk: [] for user in users}
     errors: list[BaseException] = []
