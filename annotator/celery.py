@@ -16,17 +16,17 @@ SWEEP_SECONDS = float(os.environ.get("JOB_SWEEP_SECONDS", 15))
 
 @signals.worker_ready.connect
 def resume_undispatched_jobs(**_: object) -> None:
-    """Jobs created while the broker was down never reached it: send them now and keep checking, so
-    they resume once Redis is back."""
+    """Keep jobs moving whatever happened to the broker or to other workers: jobs created while Redis was
+    down, and jobs whose worker died (stale heartbeat), are sent again (services.jobs.jobs_recover)."""
     import threading
     import time
 
     def sweep() -> None:
-        from annotator.services.jobs import jobs_redispatch
+        from annotator.services.jobs import jobs_recover
 
         while True:
             try:
-                jobs_redispatch()
+                jobs_recover()
             except Exception:  # noqa: BLE001 - the sweeper must outlive database or broker hiccups
                 logging.getLogger(__name__).exception("job sweep failed")
             time.sleep(SWEEP_SECONDS)

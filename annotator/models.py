@@ -302,6 +302,8 @@ class Job(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     # Set once the task reached the broker; a queued job without it is sent again when the broker is back.
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Written every few seconds by the task working on the job; a stale one means its worker is gone.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -182,6 +182,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Running jobs beat every JOB_HEARTBEAT_SECONDS; a job silent for JOB_STALE_SECONDS lost its worker and is
+# sent again by the sweep every worker runs each JOB_SWEEP_SECONDS (annotator/celery.py).
+JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", 10))
+JOB_STALE_SECONDS = float(os.environ.get("JOB_STALE_SECONDS", 60))
 
 # --- Security in production -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -16,8 +16,6 @@ from annotator.services import jobs as job_services
 
 log = logging.getLogger(__name__)
 
-# A job redelivered this many times after a worker died is failed instead of retried forever.
-MAX_ATTEMPTS = 3
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -27,13 +25,14 @@ def train_project(job_id: int) -> None:
     job = job_services.job_start(job_id)
     if job is None:
         return
-    if job.attempts > MAX_ATTEMPTS:
+    if job.attempts > job_services.MAX_ATTEMPTS:
         job_services.job_finish(job_id, Job.Status.FAILED, message=f"gave up after {job.attempts - 1} attempts "
                                 "(the worker died each time); the serving version is unchanged")
         return
     reporter = job_services.JobReporter(job)
     try:
-        run_training(job, reporter)
+        with job_services.Heartbeat(job_id):
+            run_training(job, reporter)
     except job_services.JobCancelled:
         job_services.job_finish(job_id, Job.Status.CANCELLED, message="cancelled; the serving version is unchanged")
     except TrainingInputError as error:
@@ -47,20 +46,28 @@ def train_project(job_id: int) -> None:
             job_services.job_fail(job_id, error)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,), retry_backoff=True,
-             max_retries=3)
-def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def score_chunk(self, score_job_id: int, index: int, example_ids: list[int]) -> None:  # noqa: ANN001
     from annotator.services.pipeline import score_chunk as run
 
     try:
         run(score_job_id, index, example_ids)
-    except Exception as error:
-        job = Job.objects.filter(pk=score_job_id).first()
-        if job is not None:
-            job_services.job_fail(score_job_id, error)
-            if job.parent_id:
-                job_services.job_fail(job.parent_id, error)
+    except OSError as error:  # e.g. the artifact store hiccuped: try this chunk again before giving up
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=error, countdown=2 ** self.request.retries) from error
+        _fail_scoring(score_job_id, error)
         raise
+    except Exception as error:
+        _fail_scoring(score_job_id, error)
+        raise
+
+
+def _fail_scoring(score_job_id: int, error: BaseException) -> None:
+    job = Job.objects.filter(pk=score_job_id).first()
+    if job is not None:
+        job_services.job_fail(score_job_id, error)
+        if job.parent_id:
+            job_services.job_fail(job.parent_id, error)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -7,12 +7,14 @@ progress through :class:`JobReporter`, and finish through :func:`job_finish`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -87,28 +89,107 @@ def send_after_commit(task: Any, *args: Any) -> None:
     transaction.on_commit(send)
 
 
-def jobs_redispatch(*, older_than_seconds: float = 5.0) -> int:
-    """Send the tasks of queued jobs that never reached the broker. Returns how many were sent."""
+MAX_ATTEMPTS = 3
+
+
+def stale_before() -> Any:
+    """No heartbeat since then: the worker that held the job is gone (settings.JOB_STALE_SECONDS)."""
+    return timezone.now() - timezone.timedelta(seconds=settings.JOB_STALE_SECONDS)
+
+
+class Heartbeat:
+    """Keeps a job's ``heartbeat_at`` fresh from a background thread while a task works on it."""
+
+    def __init__(self, job_id: int, interval: float | None = None) -> None:
+        self.job_id = job_id
+        self.interval = interval if interval is not None else settings.JOB_HEARTBEAT_SECONDS
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self._stop.is_set():
+                Job.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
+                self._stop.wait(self.interval)
+        except Exception:  # noqa: BLE001 - a missed beat only delays recovery
+            log.exception("heartbeat of job %s failed", self.job_id)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> Heartbeat:
+        Job.objects.filter(pk=self.job_id).update(heartbeat_at=timezone.now())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _send(task: Any, *args: Any) -> bool:
+    try:
+        task.apply_async(args=args)
+    except BROKER_ERRORS as error:
+        log.warning("broker unreachable; %s%s not sent: %s", task.name, args, error)
+        return False
+    return True
+
+
+def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
+    """Send again what never reached the broker or whose worker died. Returns how many tasks were sent.
+
+    - a queued train job that was never dispatched (the broker was down) is sent;
+    - a running train job still in training whose heartbeat is stale is sent again (its worker died; the
+      next attempt starts over), or failed after MAX_ATTEMPTS;
+    - a running scoring job whose heartbeat is stale gets its unfinished chunks sent again (chunks upsert);
+    - a train job whose scoring finished but whose queue rebuild never ran gets the rebuild sent.
+    """
     from annotator import tasks
 
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
     sent = 0
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
     for job in Job.objects.filter(status=Job.Status.QUEUED, dispatched_at__isnull=True, created_at__lt=cutoff,
                                   kind=Job.Kind.TRAIN):
-        try:
-            tasks.train_project.apply_async(args=(job.pk,))
-        except BROKER_ERRORS:
+        if not _send(tasks.train_project, job.pk):
             return sent
         Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now(), message="")
         sent += 1
+    stale = stale_before()
+    running = Job.objects.filter(status=Job.Status.RUNNING).filter(
+        models.Q(heartbeat_at__lt=stale) | models.Q(heartbeat_at__isnull=True, started_at__lt=stale))
+    for job in running.filter(kind=Job.Kind.SCORE):
+        done = set(job.result.get("done", []))
+        for index, chunk in enumerate(job.params.get("chunk_ids", [])):
+            if index not in done and _send(tasks.score_chunk, job.pk, index, chunk):
+                sent += 1
+        Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+    for job in running.filter(kind=Job.Kind.TRAIN):
+        score = Job.objects.filter(parent=job, kind=Job.Kind.SCORE).order_by("-id").first()
+        if score is None:
+            if job.attempts >= MAX_ATTEMPTS:
+                job_finish(job.pk, Job.Status.FAILED, message=f"the worker died {job.attempts} times; gave up "
+                           "(the serving version is unchanged)")
+            elif _send(tasks.train_project, job.pk):
+                Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now(),
+                                                     message="the worker was lost; training again")
+                sent += 1
+        elif score.status == Job.Status.SUCCEEDED and _send(tasks.rebuild_queue, job.pk):
+            Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+            sent += 1
     return sent
 
 
 def job_start(job_id: int) -> Job | None:
-    """Mark a queued job running; None when it already finished (a redelivered task)."""
+    """Mark a queued job running. None when it already finished, or when another worker is still working
+    on it (a duplicate delivery: its heartbeat is fresh)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         if job is None or job.status in Job.FINISHED:
+            return None
+        if job.status == Job.Status.RUNNING and job.heartbeat_at and job.heartbeat_at >= stale_before():
+            log.info("job %s is alive on another worker; this delivery does nothing", job_id)
             return None
         if job.cancel_requested:
             _finish(job, Job.Status.CANCELLED, message="cancelled before it started")
@@ -116,7 +197,8 @@ def job_start(job_id: int) -> Job | None:
         job.status = Job.Status.RUNNING
         job.attempts = F("attempts") + 1
         job.started_at = job.started_at or timezone.now()
-        job.save(update_fields=["status", "attempts", "started_at"])
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
     job.refresh_from_db()
     return job
 

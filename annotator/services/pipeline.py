@@ -425,9 +425,10 @@ def start_scoring(train_job: Job, version: ModelVersion, reporter: JobReporter) 
     )
     chunks = [ids[i:i + SCORE_CHUNK] for i in range(0, len(ids), SCORE_CHUNK)]
     score_job = job_create(project=train_job.project, kind=Job.Kind.SCORE, parent=train_job,
-                           params={"model_version_id": version.id, "chunks": len(chunks), "examples": len(ids)})
+                           params={"model_version_id": version.id, "chunks": len(chunks), "examples": len(ids),
+                                   "chunk_ids": chunks})
     Job.objects.filter(pk=score_job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now(),
-                                                result={"done_chunks": 0, "scored": 0})
+                                                heartbeat_at=timezone.now(), result={"done_chunks": 0, "scored": 0})
     reporter(0.78, "scoring", f"scoring {len(ids)} unlabeled and production examples in {len(chunks)} chunks",
              force=True)
     if not chunks:
@@ -463,7 +464,8 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
         total = int(job.params["chunks"])
         job.result = {**job.result, "done": sorted(done), "done_chunks": len(done)}
         job.progress = len(done) / max(total, 1)
-        job.save(update_fields=["result", "progress"])
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["result", "progress", "heartbeat_at"])
         Job.objects.filter(pk=job.parent_id).update(
             progress=0.78 + 0.17 * job.progress, stage="scoring",
             message=f"scored {len(done)} of {total} chunks",
@@ -503,6 +505,7 @@ def finish_scoring(score_job_id: int) -> None:
     from annotator import tasks
 
     job = job_finish(score_job_id, Job.Status.SUCCEEDED, message="scored")
+    Job.objects.filter(pk=job.parent_id).update(heartbeat_at=timezone.now())
     send_after_commit(tasks.rebuild_queue, job.parent_id)
 
 
@@ -564,9 +567,10 @@ def rebuild_queue(train_job_id: int) -> None:
                         for eid in rng.choice(rest, size=n_random, replace=False)] if n_random else []
 
     with transaction.atomic():
-        # Pending items from older rebuilds give way; leased ones stay with their annotators.
-        QueueItem.objects.filter(project=project, status=QueueItem.Status.PENDING).update(
-            status=QueueItem.Status.CANCELLED)
+        # Pending items of older rebuilds give way; leased ones stay with their annotators, and items a
+        # reviewer sent (no model version) or a drift alert routed stay too.
+        QueueItem.objects.filter(project=project, status=QueueItem.Status.PENDING, model_version__isnull=False).exclude(
+            reason=QueueItem.Reason.DRIFT).update(status=QueueItem.Status.CANCELLED)
         created = {}
         for reason, items in picked.items():
             created[reason] = 0

