@@ -153,6 +153,28 @@ def main() -> None:
         print(f"{'  last batch (rows/s)':<46}{results['import_grow']['last_batch_rows_per_s']:>14,.0f}")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
+    rows = [("import via API, 10,000-row batches (rows/s)", f"{results['import']['rows_per_s']:,.0f}", ">= 18,000"),
+            ("  first / last batch (rows/s)", f"{results['import']['first_batch_rows_per_s']:,.0f} / "
+             f"{results['import']['last_batch_rows_per_s']:,.0f}", "flat"),
+            (f"export {args.rows:,} as JSONL (s)", f"{results['export_jsonl']['seconds']:.2f}", "< 5"),
+            (f"export {args.rows:,} as CSV (s)", f"{results['export_csv']['seconds']:.2f}", "< 5")]
+    for key in (f"list_{args.rows}", f"list_{args.big}"):
+        if key in results:
+            rows.append((f"list first page at {int(key[5:]):,} examples p50 / p95 (ms)",
+                         f"{results[key]['p50_ms']:.1f} / {results[key]['p95_ms']:.1f}",
+                         "p95 < 100" if key == f"list_{args.big}" else ""))
+    if "import_grow" in results:
+        rows.append((f"import while growing to {args.big:,} (rows/s)", f"{results['import_grow']['rows_per_s']:,.0f}", ""))
+        rows.append(("  last batch, at the largest size (rows/s)",
+                     f"{results['import_grow']['last_batch_rows_per_s']:,.0f}", "flat"))
+    md = [f"## Ingest, export and the example list (PostgreSQL, gunicorn -w {args.workers})", "",
+          f"Command: `python bench/ingest.py {' '.join(sys.argv[1:])}`  ",
+          f"Machine: {results['machine']}; date: {results['date']}.", "",
+          "| measure | value | target |", "| --- | ---: | --- |"]
+    md += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    md += ["", "Over HTTP on loopback from one client, one request at a time; rows of 12-60 words, 20% labeled "
+           "(each label is an annotation too)."]
+    Path(args.json).with_suffix(".md").write_text("\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

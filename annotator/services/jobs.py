@@ -157,8 +157,11 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
         Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now(), message="")
         sent += 1
     stale = stale_before()
+    # Silent for too long: a stale heartbeat, or none since the job was (re)sent.
     running = Job.objects.filter(status=Job.Status.RUNNING).filter(
-        models.Q(heartbeat_at__lt=stale) | models.Q(heartbeat_at__isnull=True, started_at__lt=stale))
+        models.Q(heartbeat_at__lt=stale)
+        | models.Q(heartbeat_at__isnull=True, dispatched_at__lt=stale)
+        | models.Q(heartbeat_at__isnull=True, dispatched_at__isnull=True, started_at__lt=stale))
     for job in running.filter(kind=Job.Kind.SCORE):
         done = set(job.result.get("done", []))
         for index, chunk in enumerate(job.params.get("chunk_ids", [])):
@@ -172,7 +175,8 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
                 job_finish(job.pk, Job.Status.FAILED, message=f"the worker died {job.attempts} times; gave up "
                            "(the serving version is unchanged)")
             elif _send(tasks.train_project, job.pk):
-                Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now(),
+                # No heartbeat until a worker starts it: job_start takes a job without a live heartbeat.
+                Job.objects.filter(pk=job.pk).update(heartbeat_at=None, dispatched_at=timezone.now(),
                                                      message="the worker was lost; training again")
                 sent += 1
         elif score.status == Job.Status.SUCCEEDED and _send(tasks.rebuild_queue, job.pk):
