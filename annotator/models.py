@@ -111,8 +111,9 @@ class Example(models.Model):
     labels = models.ManyToManyField(LabelClass, through="ExampleLabel", related_name="examples")
     label_source = models.CharField(max_length=20, choices=AnnotationKind.choices, blank=True, default="")
     # Pointer to the newest score, written by the scoring job.
+    # No index: nothing looks examples up by their score, and every index slows the bulk import.
     latest_score = models.ForeignKey(
-        "ExampleScore", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "ExampleScore", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
 
     class Meta:
@@ -137,8 +138,9 @@ class Example(models.Model):
 class ExampleLabel(models.Model):
     """The current label(s) of an example, derived from its annotations."""
 
-    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="current_labels")
-    label = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+")
+    # Both lookups are served by the two composite indexes below.
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="current_labels", db_index=False)
+    label = models.ForeignKey(LabelClass, on_delete=models.CASCADE, related_name="+", db_index=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["example", "label"], name="example_label_unique")]
@@ -148,15 +150,16 @@ class ExampleLabel(models.Model):
 class Annotation(models.Model):
     """Append-only: never updated or deleted by the application."""
 
-    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="annotations")
+    # (example, id) below serves lookups by example.
+    example = models.ForeignKey(Example, on_delete=models.CASCADE, related_name="annotations", db_index=False)
     user = models.ForeignKey(USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
     kind = models.CharField(max_length=20, choices=AnnotationKind.choices)
     labels = models.JSONField()  # list of label names, as given
     note = models.TextField(blank=True, default="")
     queue_item = models.ForeignKey(
-        "QueueItem", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+        "QueueItem", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations", db_index=False
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
