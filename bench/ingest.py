@@ -81,9 +81,9 @@ def main() -> None:
     try:
         for _ in range(100):
             try:
-                if requests.get(f"{base}/api/v1/health/", timeout=1).ok:
+                if requests.get(f"{base}/api/v1/health/", timeout=5).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.2)
         session = requests.Session()
         token = session.post(f"{base}/api/v1/auth/token/", json={"username": "bench", "password": "bench-password"}).json()["token"]

@@ -67,10 +67,11 @@ class Server:
         ]
         for _ in range(200):
             try:
-                if requests.get(f"{self.base}/api/v1/health/", timeout=1).ok:
+                if requests.get(f"{self.base}/api/v1/health/", timeout=5).ok:
                     return
-            except requests.ConnectionError:
-                time.sleep(0.2)
+            except requests.RequestException:
+                time.sleep(0.5)
+        self.stop()
         raise RuntimeError("server did not start")
 
     def stop(self) -> None:
