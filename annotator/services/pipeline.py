@@ -115,16 +115,6 @@ def _embedding_cache():  # noqa: ANN202
 
 def run_training(job: Job, reporter: JobReporter) -> None:
     """Train, evaluate, find noise, store the version; then hand over to scoring."""
-    from training.artifacts import Predictor, save_artifact
-    from training.calibration import calibration_report
-    from training.cv import oos_probs_frozen
-    from training.drift import build_drift_reference
-    from training.encoder import Encoder
-    from training.metrics import evaluate
-    from training.noise import find_noise
-    from training.serving import choose_serving_backend
-    from training.train import TrainConfig, train_classifier, train_seeds
-
     project = job.project
     names = project_labels(project)
     multi = project.is_multi_label
@@ -134,6 +124,18 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     snapshot = take_snapshot(project)
     n = len(snapshot.texts)
     production_share = sum(1 for s in snapshot.sources if s == "production") / n
+    reporter(0.015, "loading", "loading the ML libraries", force=True)
+    from training.artifacts import Predictor, load_artifact, save_artifact
+    from training.calibration import calibration_report
+    from training.cv import oos_probs_frozen
+    from training.drift import build_drift_reference
+    from training.encoder import Encoder
+    from training.heads import probabilities
+    from training.metrics import evaluate
+    from training.noise import find_noise
+    from training.serving import choose_serving_backend
+    from training.train import TrainConfig, train_classifier, train_seeds
+
     reporter(0.02, "split", f"{n} labeled examples; {production_share:.0%} from production", force=True)
     train_idx, val_idx = _split(snapshot, multi=multi, seed=0)
     pick = lambda values, idx: [values[i] for i in idx]  # noqa: E731
@@ -166,11 +168,12 @@ def run_training(job: Job, reporter: JobReporter) -> None:
 
         # Calibration on validation data, then metrics of the calibrated model.
         reporter(0.56, "calibrating", "temperature scaling on the validation split", force=True)
-        val_logits = model.predict_logits(val_texts)
+        val_embeddings = model.embed(val_texts)  # one pass serves calibration, metrics and the reference
+        val_logits = model.logits_from_embeddings(val_embeddings)
         y_val = _label_matrix(val_labels, names, multi)
         calibration = calibration_report(val_logits, y_val, multi_label=multi)
         model.temperature = float(calibration.temperature)
-        val_probs = model.predict_proba(val_texts)
+        val_probs = probabilities(val_logits, task, model.temperature)
         slices = {f"source={s}": val_sources == s for s in sorted(set(val_sources))}
         metrics = evaluate(y_val, _decisions(val_probs, model, multi), names, probs=val_probs, slices=slices,
                            multi_label=multi)
@@ -194,23 +197,27 @@ def run_training(job: Job, reporter: JobReporter) -> None:
 
         # Serving backend and artifact.
         reporter(0.7, "saving", "choosing the CPU serving backend and writing the artifact", force=True)
-        predictor = Predictor.from_trained(model)
         serving = None
         # Too few validation texts cannot show that INT8 or ONNX keeps accuracy: serve fp32 then.
         if len(val_texts) >= MIN_VAL_FOR_BACKEND_CHOICE:
-            serving = choose_serving_backend(predictor, val_texts, val_labels, tolerance=0.01)
-            metrics["serving"] = {k: v for k, v in serving.items() if k != "measurements"} | {
-                "measurements": serving.get("measurements")}
+            serving = choose_serving_backend(Predictor.from_trained(model), val_texts, val_labels, tolerance=0.01)
+            metrics["serving"] = serving
         directory = version_dir(version)
         if directory.exists():  # a retried job's leftovers: never referenced by a ready version
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
         content_hash = save_artifact(model, directory / "model", metrics=_jsonable(metrics),
                                      extra={"snapshot": _snapshot_record(snapshot)}, serving=serving)
-        val_prediction = predictor.predict(val_texts)
+        # The drift reference must look like what serving will produce: the chosen backend's embeddings.
+        backend = (serving or {}).get("backend", "torch_fp32")
+        if backend == "torch_fp32":
+            reference_probs, reference_embeddings = val_probs, val_embeddings
+        else:
+            served = load_artifact(directory / "model").predict(val_texts, with_token_stats=False)
+            reference_probs, reference_embeddings = served.probs, served.embeddings
         reference = build_drift_reference(
-            probs=val_prediction.probs, label_names=names, embeddings=val_prediction.embeddings,
-            token_stats=val_prediction.token_stats, texts=val_texts, multi_label=multi,
+            probs=reference_probs, label_names=names, embeddings=reference_embeddings,
+            token_stats=model.encoder.token_stats(val_texts), texts=val_texts, multi_label=multi,
         )
         reference.save(directory / "drift-reference")
 
