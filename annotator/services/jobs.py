@@ -267,8 +267,8 @@ class JobReporter:
         self._last_check = 0.0
         self._progress = job.progress
         self._log: list[str] = []
-        self._stage: str | None = None
-        self._stage_started = time.monotonic()
+        # Shared with spans: which stage runs since when, and the time each stage took.
+        self._clock: dict[str, Any] = {"stage": None, "started": time.monotonic()}
         self._timings: dict[str, float] = {}
 
     def span(self, start: float, end: float) -> JobReporter:
@@ -279,15 +279,16 @@ class JobReporter:
         child.start, child.end = self.start + width * start, self.start + width * end
         child._log = self._log
         child._timings = self._timings
+        child._clock = self._clock
         return child
 
     def __call__(self, fraction: float, stage: str, message: str = "", *, force: bool = False) -> None:
         value = self.start + (self.end - self.start) * min(max(fraction, 0.0), 1.0)
         self._progress = max(self._progress, value)
         now = time.monotonic()
-        if stage != self._stage:
+        if stage != self._clock["stage"]:
             self._close_stage(now)
-            self._stage = stage
+            self._clock["stage"] = stage
             force = True
         if message:
             self._log.append(f"{timezone.now():%H:%M:%S} [{stage}] {message}")
@@ -297,10 +298,10 @@ class JobReporter:
         self.flush(stage, message)
 
     def _close_stage(self, now: float) -> None:
-        if self._stage is not None:
-            key = f"{self._stage}_s"
-            self._timings[key] = round(self._timings.get(key, 0.0) + now - self._stage_started, 3)
-        self._stage_started = now
+        if self._clock["stage"] is not None:
+            key = f"{self._clock['stage']}_s"
+            self._timings[key] = round(self._timings.get(key, 0.0) + now - self._clock["started"], 3)
+        self._clock["started"] = now
 
     def close(self) -> None:
         """Record the time of the stage in progress (call when the job's own part ends)."""
