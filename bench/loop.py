@@ -306,6 +306,7 @@ def main() -> None:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     Path(args.json).with_suffix(".md").write_text(
+        "## The loop: one cycle, scoring, the queue under load, production pushes\n\n"
         f"Command: `python bench/loop.py {' '.join(sys.argv[1:])}`\n\n" + "\n".join(lines) + "\n")
 
 
