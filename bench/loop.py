@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--raw-texts", type=int, default=3000)
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument("--queue-only", action="store_true", help="only the queue-under-load part")
     parser.add_argument("--json", default=str(ROOT / "bench/results/loop.json"))
     args = parser.parse_args()
 
@@ -150,59 +151,60 @@ def main() -> None:
     try:
         admin = session_for(base, "bench", "bench-password")
         labels = ["business", "entertainment", "politics", "sports", "tech"]
-        project = admin.post(f"{base}/api/v1/projects/", json={
-            "name": "loop bench", "task": "single_label", "labels": labels,
-            "settings": {"max_length": args.max_length, "queue_size": 500, "drift_window_size": 200}}).json()
-        pid = project["id"]
-        data = bbc_paragraphs(args.labeled + args.unlabeled + args.push_batches * 100, seed=1)
-        rows = [{"text": t, "external_id": f"l{i}", "label": lab, "source": "seed"}
-                for i, (t, lab) in enumerate(data[: args.labeled])]
-        rows += [{"text": t, "external_id": f"u{i}"} for i, (t, _) in enumerate(data[args.labeled: args.labeled + args.unlabeled])]
-        t0 = time.perf_counter()
-        for start in range(0, len(rows), 10_000):
-            r = admin.post(f"{base}/api/v1/projects/{pid}/examples/", json=rows[start:start + 10_000], timeout=600)
-            assert r.status_code == 201, r.text[:300]
-        results["import_s"] = time.perf_counter() - t0
+        if not args.queue_only:
+            project = admin.post(f"{base}/api/v1/projects/", json={
+                "name": "loop bench", "task": "single_label", "labels": labels,
+                "settings": {"max_length": args.max_length, "queue_size": 500, "drift_window_size": 200}}).json()
+            pid = project["id"]
+            data = bbc_paragraphs(args.labeled + args.unlabeled + args.push_batches * 100, seed=1)
+            rows = [{"text": t, "external_id": f"l{i}", "label": lab, "source": "seed"}
+                    for i, (t, lab) in enumerate(data[: args.labeled])]
+            rows += [{"text": t, "external_id": f"u{i}"} for i, (t, _) in enumerate(data[args.labeled: args.labeled + args.unlabeled])]
+            t0 = time.perf_counter()
+            for start in range(0, len(rows), 10_000):
+                r = admin.post(f"{base}/api/v1/projects/{pid}/examples/", json=rows[start:start + 10_000], timeout=600)
+                assert r.status_code == 201, r.text[:300]
+            results["import_s"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        job = admin.post(f"{base}/api/v1/projects/{pid}/train/", json={"mode": args.mode}).json()["job"]
-        final = wait_job(admin, base, job["id"], timeout=5400)
-        cycle = time.perf_counter() - t0
-        assert final["status"] == "succeeded", final
-        score_job = Job.objects.get(parent_id=job["id"], kind="score")
-        rebuild_job = Job.objects.get(parent_id=job["id"], kind="queue_rebuild")
-        stages = {k: v for k, v in final["timings"].items() if k != "total_s"}
-        stages["scoring (Celery, chunks)_s"] = score_job.timings.get("total_s")
-        stages["queue rebuild_s"] = rebuild_job.timings.get("total_s")
-        results["cycle"] = {"total_s": cycle, "stages": stages, "mode": final["result"].get("mode")}
-        scored = score_job.params["examples"]
-        celery_rate = scored / score_job.timings["total_s"]
+            t0 = time.perf_counter()
+            job = admin.post(f"{base}/api/v1/projects/{pid}/train/", json={"mode": args.mode}).json()["job"]
+            final = wait_job(admin, base, job["id"], timeout=5400)
+            cycle = time.perf_counter() - t0
+            assert final["status"] == "succeeded", final
+            score_job = Job.objects.get(parent_id=job["id"], kind="score")
+            rebuild_job = Job.objects.get(parent_id=job["id"], kind="queue_rebuild")
+            stages = {k: v for k, v in final["timings"].items() if k != "total_s"}
+            stages["scoring (Celery, chunks)_s"] = score_job.timings.get("total_s")
+            stages["queue rebuild_s"] = rebuild_job.timings.get("total_s")
+            results["cycle"] = {"total_s": cycle, "stages": stages, "mode": final["result"].get("mode")}
+            scored = score_job.params["examples"]
+            celery_rate = scored / score_job.timings["total_s"]
 
-        # Raw training/ scoring throughput on the same version, same kind of texts.
-        from annotator.serving import artifact_root
-        from training.artifacts import load_artifact
-        from training.query import entropy_scores, margin_scores
+            # Raw training/ scoring throughput on the same version, same kind of texts.
+            from annotator.serving import artifact_root
+            from training.artifacts import load_artifact
+            from training.query import entropy_scores, margin_scores
 
-        version = ModelVersion.objects.get(project_id=pid, number=final["result"]["model_version"])
-        predictor = load_artifact(artifact_root() / version.artifact_path)
-        texts = [t for t, _ in data[args.labeled: args.labeled + args.raw_texts]]
-        predictor.predict(texts[:64], with_token_stats=False)  # warm-up
-        t0 = time.perf_counter()
-        prediction = predictor.predict(texts, with_token_stats=False)
-        entropy_scores(prediction.probs)
-        margin_scores(prediction.probs)
-        raw_rate = len(texts) / (time.perf_counter() - t0)
-        results["scoring"] = {"celery_texts_per_s": celery_rate, "raw_texts_per_s": raw_rate,
-                              "ratio": celery_rate / raw_rate, "backend": predictor.backend}
+            version = ModelVersion.objects.get(project_id=pid, number=final["result"]["model_version"])
+            predictor = load_artifact(artifact_root() / version.artifact_path)
+            texts = [t for t, _ in data[args.labeled: args.labeled + args.raw_texts]]
+            predictor.predict(texts[:64], with_token_stats=False)  # warm-up
+            t0 = time.perf_counter()
+            prediction = predictor.predict(texts, with_token_stats=False)
+            entropy_scores(prediction.probs)
+            margin_scores(prediction.probs)
+            raw_rate = len(texts) / (time.perf_counter() - t0)
+            results["scoring"] = {"celery_texts_per_s": celery_rate, "raw_texts_per_s": raw_rate,
+                                  "ratio": celery_rate / raw_rate, "backend": predictor.backend}
 
-        # Production push: 100 texts per request, with predictions.
-        push = [t for t, _ in data[args.labeled + args.unlabeled:]]
-        t0 = time.perf_counter()
-        for b in range(args.push_batches):
-            r = admin.post(f"{base}/api/v1/projects/{pid}/samples/", json=[{"text": t} for t in push[b * 100:(b + 1) * 100]],
-                           timeout=600)
-            assert r.status_code == 201 and r.json()["predictions"], r.text[:300]
-        results["push"] = {"samples_per_s": args.push_batches * 100 / (time.perf_counter() - t0), "batch": 100}
+            # Production push: 100 texts per request, with predictions.
+            push = [t for t, _ in data[args.labeled + args.unlabeled:]]
+            t0 = time.perf_counter()
+            for b in range(args.push_batches):
+                r = admin.post(f"{base}/api/v1/projects/{pid}/samples/", json=[{"text": t} for t in push[b * 100:(b + 1) * 100]],
+                               timeout=600)
+                assert r.status_code == 201 and r.json()["predictions"], r.text[:300]
+            results["push"] = {"samples_per_s": args.push_batches * 100 / (time.perf_counter() - t0), "batch": 100}
 
         # Queue under load: a second project with a million pending items.
         queue_project = project_create(user=user_model.objects.get(username="bench"), name="queue bench",
@@ -281,6 +283,17 @@ def main() -> None:
     finally:
         server.stop()
 
+    q = results["queue"]
+    queue_lines = [f"| queue next p50 / p95 / p99 (ms), {q['items']:,} items, {q['clients']} clients | "
+                   f"{q['next_p50_ms']:.1f} / {q['next_p95_ms']:.1f} / {q['next_p99_ms']:.1f} |",
+                   f"| queue submit p50 / p95 / p99 (ms) | {q['submit_p50_ms']:.1f} / {q['submit_p95_ms']:.1f} / "
+                   f"{q['submit_p99_ms']:.1f} |",
+                   f"| next/submit pairs per second, duplicates, errors | {q['pairs_per_s']:.0f} / {q['duplicates']} / "
+                   f"{q['errors']} |"]
+    if args.queue_only:
+        print("\n".join(["| measure | value |", "| --- | ---: |", *queue_lines]))
+        Path(args.json).with_name("loop_queue.json").write_text(json.dumps(results, indent=2))
+        return
     lines = [f"Loop benchmark ({results['machine']}, {results['date']}; {args.labeled:,} labeled + "
              f"{args.unlabeled:,} unlabeled, mode {results['cycle']['mode']}, max_length {args.max_length})", ""]
     lines.append("| stage | seconds |")
@@ -291,17 +304,12 @@ def main() -> None:
             lines.append(f"| {stage.removesuffix('_s')} | {seconds:.1f} |")
     lines.append(f"| whole train job (request to succeeded) | {results['cycle']['total_s']:.1f} |")
     s = results["scoring"]
-    q = results["queue"]
     lines += ["", "| measure | value |", "| --- | ---: |",
               f"| scoring through Celery + PostgreSQL (texts/s) | {s['celery_texts_per_s']:.0f} |",
               f"| raw training/ scoring, same version (texts/s) | {s['raw_texts_per_s']:.0f} |",
               f"| ratio (target >= 0.8) | {s['ratio']:.2f} |",
               f"| production push, 100 per request, with predictions (samples/s) | {results['push']['samples_per_s']:.0f} |",
-              f"| queue next p50 / p95 / p99 (ms), {q['items']:,} items, {q['clients']} clients | "
-              f"{q['next_p50_ms']:.1f} / {q['next_p95_ms']:.1f} / {q['next_p99_ms']:.1f} |",
-              f"| queue submit p50 / p95 / p99 (ms) | {q['submit_p50_ms']:.1f} / {q['submit_p95_ms']:.1f} / "
-              f"{q['submit_p99_ms']:.1f} |",
-              f"| next/submit pairs, duplicates, errors | {q['pairs']} / {q['duplicates']} / {q['errors']} |"]
+              *queue_lines]
     print("\n".join(lines))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))

@@ -52,7 +52,12 @@ def label_names_from(project: Project, value: Any, *, field: str = "label") -> l
 
 
 def label_map(project: Project) -> dict[str, int]:
-    return dict(LabelClass.objects.filter(project=project).values_list("name", "id"))
+    """Label name -> id, read once per project object (labels never change after creation)."""
+    cached = getattr(project, "_label_map", None)
+    if cached is None:
+        cached = dict(LabelClass.objects.filter(project=project).order_by("position").values_list("name", "id"))
+        project._label_map = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def validate_labels(value: Any, *, task_multi: bool, known: dict[str, Any], field: str) -> list[str]:
@@ -109,16 +114,17 @@ def annotation_create(
         annotation = Annotation.objects.create(
             example=example, user=user, kind=kind, labels=labels, note=note, queue_item_id=queue_item_id
         )
-        refresh_current_labels([example.id], project=example.project)
-    example.refresh_from_db(fields=["label_source"])
+        sources = refresh_current_labels([example.id], project=example.project)
+    example.label_source = sources.get(example.id, "")
     return annotation
 
 
-def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> None:
-    """Re-derive the current labels of these examples from their annotations (call inside a transaction)."""
+def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> dict[int, str]:
+    """Re-derive the current labels of these examples from their annotations (call inside a transaction).
+    Returns each example's new ``label_source``."""
     ids = list(example_ids)
     if not ids:
-        return
+        return {}
     votes: dict[int, list[Vote]] = defaultdict(list)
     rows = Annotation.objects.filter(example_id__in=ids).values_list("id", "example_id", "user_id", "kind", "labels")
     for annotation_id, example_id, user_id, kind, labels in rows:
@@ -134,3 +140,4 @@ def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> N
     ExampleLabel.objects.bulk_create(links)
     for source, example_ids_ in by_source.items():
         Example.objects.filter(id__in=example_ids_).update(label_source=source)
+    return {example_id: source for source, members in by_source.items() for example_id in members}

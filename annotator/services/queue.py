@@ -74,7 +74,8 @@ def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> lis
             item.status = QueueItem.Status.LEASED
             item.leased_by = user
             item.lease_expires_at = expires
-        QueueItem.objects.bulk_update(items, ["status", "leased_by", "lease_expires_at"])
+        QueueItem.objects.filter(id__in=[item.id for item in items]).update(
+            status=QueueItem.Status.LEASED, leased_by=user, lease_expires_at=expires)
     return items
 
 
