@@ -58,3 +58,28 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Sequenc
         for pk, row in zip(ids, rows, strict=True):
             copy.write_row((pk, *(_copy_value(v) for v in row)))
     return ids
+
+
+def analyze_if_stale(model: type[models.Model], *, share: float = 0.5, floor: int = 20_000) -> bool:
+    """Refresh PostgreSQL's statistics of a table that a bulk load changed a lot since its last ANALYZE.
+
+    Autovacuum lags behind fast bulk loads; with stale statistics the planner believes a project holds a
+    few thousand rows and looks up ten thousand external ids with a scan of the whole project instead of
+    the unique index, so each batch gets slower as the project grows. Runs when the rows changed since the
+    last analysis exceed ``share`` of the table (at least ``floor``): a handful of times over a
+    million-row load.
+    """
+    if not is_postgres():
+        return False
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.n_mod_since_analyze, GREATEST(c.reltuples, 0) FROM pg_stat_user_tables s "
+            "JOIN pg_class c ON c.oid = s.relid WHERE s.relname = %s",
+            [table],
+        )
+        row = cursor.fetchone()
+        if row is None or row[0] < max(row[1] * share, floor):
+            return False
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
+    return True

@@ -25,7 +25,7 @@ from django.utils.dateparse import parse_datetime
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project, Source
 from annotator.services.annotations import refresh_current_labels
-from annotator.services.bulk import JSONText, insert_rows, is_postgres
+from annotator.services.bulk import JSONText, analyze_if_stale, insert_rows, is_postgres
 
 MAX_BATCH_ROWS = 10_000
 MAX_EXTERNAL_ID = 255
@@ -353,6 +353,7 @@ def examples_import(
         project, rows, default_source=default_source, max_rows=max_rows,
         allow_history=allow_history, line_numbers=line_numbers,
     )
+    analyze_if_stale(Example)
     try:
         ids_by_external, new_count, updated_ids = _write(project, user, valid, line_numbers)
     except IntegrityError:
