@@ -516,6 +516,15 @@ def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: 
     return get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
 
 
+def _step_entry(
+    step: int, phase: str, epoch: int, loss: float, grad_norm: Any, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """One line of the per-step training log: loss, gradient norm and the learning rates in force."""
+    return {"step": step, "phase": phase, "epoch": epoch, "loss": loss, "grad_norm": float(grad_norm)} | _lr_entry(
+        optimizer
+    )
+
+
 def _lr_entry(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     lrs: dict[str, float] = {}
     for group in optimizer.param_groups:
@@ -608,14 +617,7 @@ def _train_frozen(
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.head.parameters(), config.max_grad_norm)
             loss_value = float(loss.detach())
-            entry = {
-                "step": step,
-                "phase": "head",
-                "epoch": epoch,
-                "loss": loss_value,
-                "grad_norm": float(grad_norm),
-            }
-            log["steps"].append(entry | _lr_entry(optimizer))
+            log["steps"].append(_step_entry(step, "head", epoch, loss_value, grad_norm, optimizer))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -707,14 +709,7 @@ def _train_finetune(
                     loss.backward()
                     window_loss += float(loss.detach())
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                entry = {
-                    "step": step,
-                    "phase": phase.name,
-                    "epoch": epoch,
-                    "loss": window_loss,
-                    "grad_norm": float(grad_norm),
-                }
-                log["steps"].append(entry | _lr_entry(optimizer))
+                log["steps"].append(_step_entry(step, phase.name, epoch, window_loss, grad_norm, optimizer))
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)

@@ -90,9 +90,9 @@ def take_snapshot(project: Project) -> Snapshot:
     return Snapshot(ids, texts, labels, sources, max_id)
 
 
-def _split(snapshot: Snapshot, *, multi: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified validation split (15%, at least one per class where a class has 2+), production
-    examples preferred in validation so the shadow comparison sees production-like data."""
+def _split(snapshot: Snapshot, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified validation split: 15% of every class with at least two examples (at least one each).
+    Labeled production examples land in it in proportion, and the shadow comparison uses them."""
     from training.data import stratified_split
 
     train_idx, val_idx = stratified_split(snapshot.labels, 0.15, seed=seed)
@@ -127,17 +127,15 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     reporter(0.015, "loading", "loading the ML libraries", force=True)
     from training.artifacts import Predictor, load_artifact, save_artifact
     from training.calibration import calibration_report
-    from training.cv import oos_probs_frozen
     from training.drift import build_drift_reference
     from training.encoder import Encoder
     from training.heads import probabilities
     from training.metrics import evaluate
-    from training.noise import find_noise
     from training.serving import choose_serving_backend
     from training.train import TrainConfig, train_classifier, train_seeds
 
     reporter(0.02, "split", f"{n} labeled examples; {production_share:.0%} from production", force=True)
-    train_idx, val_idx = _split(snapshot, multi=multi, seed=0)
+    train_idx, val_idx = _split(snapshot, seed=0)
     pick = lambda values, idx: [values[i] for i in idx]  # noqa: E731
     train_texts, val_texts = pick(snapshot.texts, train_idx), pick(snapshot.texts, val_idx)
     train_labels, val_labels = pick(snapshot.labels, train_idx), pick(snapshot.labels, val_idx)
@@ -191,7 +189,7 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         reporter(0.6, "noise", "out-of-sample probabilities and label noise (cleanlab)", force=True)
         base = Encoder(_encoder_config(project))
         base_embeddings = base.embed_cached(snapshot.texts, cache)
-        noise_metrics, noise_rows = _label_noise(snapshot, base_embeddings, names, multi, oos_probs_frozen, find_noise)
+        noise_metrics, noise_rows = _label_noise(snapshot, base_embeddings, names, multi)
         metrics["noise"] = noise_metrics
         reporter.check()
 
@@ -206,7 +204,7 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         if directory.exists():  # a retried job's leftovers: never referenced by a ready version
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
-        content_hash = save_artifact(model, directory / "model", metrics=_jsonable(metrics),
+        content_hash = save_artifact(model, directory / "model", metrics=jsonable(metrics),
                                      extra={"snapshot": _snapshot_record(snapshot)}, serving=serving)
         # The drift reference must look like what serving will produce: the chosen backend's embeddings.
         backend = (serving or {}).get("backend", "torch_fp32")
@@ -224,8 +222,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         with transaction.atomic():
             ModelVersion.objects.filter(pk=version.pk).update(
                 status=ModelVersion.Status.READY, artifact_path=str((directory / "model").relative_to(artifact_root())),
-                content_hash=content_hash, metrics=_jsonable(metrics), n_train=len(train_texts),
-                config=_jsonable(config.to_dict()), finished_at=timezone.now(),
+                content_hash=content_hash, metrics=jsonable(metrics), n_train=len(train_texts),
+                config=jsonable(config.to_dict()), finished_at=timezone.now(),
             )
             version.refresh_from_db()
             _write_noise_scores(version, noise_rows)
@@ -283,8 +281,8 @@ def _decisions(probs: np.ndarray, model: Any, multi: bool) -> np.ndarray:
     return (probs >= thresholds).astype(np.int64)
 
 
-def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str], multi: bool, oos_fn: Any,
-                 find_fn: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
+                 multi: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """cleanlab over K-fold out-of-sample probabilities; one row per labeled example."""
     if multi:
         from training.cv import oos_probs_frozen_multilabel
@@ -296,14 +294,15 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str], m
         report = find_noise_multilabel(label_lists, probs, names)
         suggested = [",".join(names[j] for j in np.flatnonzero(p >= 0.5)) for p in probs]
     else:
-        from training.cv import ensemble_probs, oos_probs_knn
+        from training.cv import ensemble_probs, oos_probs_frozen, oos_probs_knn
+        from training.noise import find_noise
 
         y = _label_matrix(snapshot.labels, names, False)
         # Logistic regression with C chosen by cross-validation, averaged with leave-one-out kNN: the
         # combination found the most planted flips in bench/noise.py.
-        probs = ensemble_probs([oos_fn(embeddings, y, len(names), C="auto"),
+        probs = ensemble_probs([oos_probs_frozen(embeddings, y, len(names), C="auto"),
                                 oos_probs_knn(embeddings, y, len(names))])
-        report = find_fn(y, probs, names)
+        report = find_noise(y, probs, names)
         suggested = [names[int(i)] for i in report.suggested_label]
     summary = report.to_dict()
     metrics = {
@@ -337,7 +336,7 @@ def _uncertainty(probs: np.ndarray, multi: bool) -> tuple[np.ndarray, np.ndarray
     return confidence, entropy_scores(probs), margin
 
 
-def _score_rows(version: ModelVersion, example_ids: list[int], probs: np.ndarray, predicted: list[Any],
+def score_rows(version: ModelVersion, example_ids: list[int], probs: np.ndarray, predicted: list[Any],
                 multi: bool) -> list[ExampleScore]:
     confidence, entropy, margin = _uncertainty(probs, multi)
     return [
@@ -350,7 +349,7 @@ def _score_rows(version: ModelVersion, example_ids: list[int], probs: np.ndarray
     ]
 
 
-def _save_scores(version: ModelVersion, scores: list[ExampleScore]) -> None:
+def save_scores(version: ModelVersion, scores: list[ExampleScore]) -> None:
     ExampleScore.objects.bulk_create(
         scores, batch_size=1000, update_conflicts=True, unique_fields=["example", "model_version"],
         update_fields=["probs", "predicted", "confidence", "entropy", "margin", "label_quality", "is_issue",
@@ -371,12 +370,12 @@ def _write_noise_scores(version: ModelVersion, rows: list[dict[str, Any]]) -> No
     probs = np.vstack([r["probs"] for r in rows])
     predicted = ([[names[j] for j in np.flatnonzero(p >= 0.5)] for p in probs] if multi
                  else [names[int(p.argmax())] for p in probs])
-    scores = _score_rows(version, [r["example_id"] for r in rows], probs, predicted, multi)
+    scores = score_rows(version, [r["example_id"] for r in rows], probs, predicted, multi)
     for score, row in zip(scores, rows, strict=True):
         score.label_quality = row["label_quality"]
         score.is_issue = row["is_issue"]
         score.suggested_label = row["suggested"]
-    _save_scores(version, scores)
+    save_scores(version, scores)
 
 
 def decide_promotion(version: ModelVersion, val_texts: list[str], val_labels: list[Any],
@@ -455,15 +454,13 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
         return
     version = ModelVersion.objects.select_related("project").get(pk=score_job.params["model_version_id"])
     project = version.project
-    names = project_labels(project)
     rows = list(Example.objects.filter(id__in=example_ids).order_by("id").values_list("id", "text"))
     predictor = predictor_for(version)
     prediction = predictor.predict([text for _, text in rows], with_token_stats=False)
-    scores = _score_rows(version, [pk for pk, _ in rows], prediction.probs, prediction.labels,
+    scores = score_rows(version, [pk for pk, _ in rows], prediction.probs, prediction.labels,
                          project.is_multi_label)
-    del names
     with transaction.atomic():
-        _save_scores(version, scores)
+        save_scores(version, scores)
         _save_embeddings(version, index, [pk for pk, _ in rows], prediction.embeddings)
         job = Job.objects.select_for_update().get(pk=score_job_id)
         done = set(job.result.get("done", []))
@@ -592,15 +589,16 @@ def rebuild_queue(train_job_id: int) -> None:
                        f"queue: {sum(created.values())} items")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Plain JSON for a JSONField: numpy scalars and arrays converted, NaN and infinities as null."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     return value

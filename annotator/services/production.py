@@ -14,6 +14,7 @@ from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueI
 from annotator.selectors import project_labels
 from annotator.services.examples import examples_import
 from annotator.services.jobs import send_after_commit
+from annotator.services.pipeline import jsonable, save_scores, score_rows
 from annotator.services.queue import queue_add
 from annotator.serving import predictor_for, version_dir
 
@@ -76,7 +77,6 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
     """Store production samples (idempotent on external_id), predict with the serving version, score them,
     and check drift in the background."""
     from annotator import tasks
-    from annotator.services.pipeline import _save_scores, _score_rows
 
     if isinstance(rows, list):
         if len(rows) > MAX_SAMPLES:
@@ -101,9 +101,9 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
             predictions = _predictions_out(prediction, project_labels(project), project.is_multi_label)
             unique = dict(zip(ids, range(len(ids)), strict=True))  # last row of each id
             keep = sorted(unique.values())
-            scores = _score_rows(version, [ids[i] for i in keep], prediction.probs[keep],
+            scores = score_rows(version, [ids[i] for i in keep], prediction.probs[keep],
                                  [prediction.labels[i] for i in keep], project.is_multi_label)
-            _save_scores(version, scores)
+            save_scores(version, scores)
         send_after_commit(tasks.check_drift, project.id)
     return {"ids": result.ids, "created": result.created, "unchanged": result.unchanged,
             "model_version": version.number if version else None, "predictions": predictions}
@@ -132,7 +132,6 @@ def drift_check(project_id: int) -> list[DriftWindow]:
         reference_path = version_dir(version) / "drift-reference"
         reference = DriftReference.load(reference_path)
         predictor = predictor_for(version)
-        names = project_labels(project)
         for start in range(0, len(pending) - size + 1, size):
             window = pending[start:start + size]
             texts = [text for _, text, _ in window]
@@ -153,11 +152,10 @@ def drift_check(project_id: int) -> list[DriftWindow]:
                 mean_confidence=summary["mean_confidence"],
                 confidence_shift=(summary["confidence_shift"] or {}).get("ks_statistic"),
                 embedding_drift=(summary["embedding_drift"] or {}).get("mmd2"),
-                anomalies=summary["anomalies"], details=_jsonable(summary), alert=result.alert,
+                anomalies=summary["anomalies"], details=jsonable(summary), alert=result.alert,
                 reasons=result.reasons, actions=actions,
             ))
             sequence += 1
-        del names
     return created
 
 
@@ -176,9 +174,3 @@ def _route_drifted(project: Project, version: ModelVersion, ids: list[int], prob
                              priority=1.5 + float(entropy[i]), explanation=f"drift alert: {reason}",
                              model_version_id=version.id)
     return [f"routed {created} of the window's {len(ids)} samples to the queue (reason drift)"]
-
-
-def _jsonable(value: Any) -> Any:
-    from annotator.services.pipeline import _jsonable as convert
-
-    return convert(value)
