@@ -116,10 +116,17 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
     return render_page(request, "annotate.html", context, partial="stage")
 
 
+def _item_of_project_or_404(project: Project, item_id: int) -> None:
+    """An item of another project (or none) is a 404 here, never a write in the other project."""
+    if not QueueItem.objects.filter(pk=item_id, project=project).exists():
+        raise Http404("queue item not found")
+
+
 @login_required
 @require_POST
 def submit(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
     project = project_or_404(request, project_id)
+    _item_of_project_or_404(project, item_id)
     try:
         data = _labels_from_form(request, project)
         annotation = queue_services.queue_submit(user=request.user, item_id=item_id, data=data)
@@ -137,6 +144,7 @@ def submit(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
 @require_POST
 def skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
     project = project_or_404(request, project_id)
+    _item_of_project_or_404(project, item_id)
     # Take the replacement first, so the item just given back is not handed straight back.
     queue_services.queue_lease(project=project, user=request.user, n=PREFETCH + 1)
     try:
