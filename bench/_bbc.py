@@ -63,6 +63,7 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
 
@@ -75,20 +76,30 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(name: str, title: str, payload: dict[str, Any], table: str, notes: str = "") -> None:
-    """Write ``bench/results/<name>.json`` and the markdown section ``bench/results/<name>.md``."""
+def write_results(
+    name: str, title: str, payload: dict[str, Any], table: str, notes: str = "", *, script: str | None = None
+) -> None:
+    """Write ``bench/results/<name>.json`` and the markdown section ``bench/results/<name>.md``.
+
+    ``script`` names the benchmark script when it differs from ``name`` (e.g. a GPU run's results).
+    """
     RESULTS.mkdir(parents=True, exist_ok=True)
     info = machine()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python " + " ".join([f"bench/{name}.py", *sys.argv[1:]])
+    command = "python " + " ".join([f"bench/{script or name}.py", *sys.argv[1:]])
     payload = {"benchmark": name, "date": stamp, "command": command, "machine": info, **payload}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float))
     section = [
         f"## {title}",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {info['cpu_cores']} CPU cores ({info['processor']}, torch {info['torch']}, "
-        f"{info['torch_threads']} threads), shared with other work; date: {stamp}.",
+        (
+            f"Machine: {info['cpu_cores']} CPU cores and one {info['gpu']} GPU ({info['processor']}, "
+            f"torch {info['torch']}); date: {stamp}."
+            if info.get("gpu")
+            else f"Machine: {info['cpu_cores']} CPU cores ({info['processor']}, torch {info['torch']}, "
+            f"{info['torch_threads']} threads), shared with other work; date: {stamp}."
+        ),
         "",
         table,
         "",

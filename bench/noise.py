@@ -1,6 +1,7 @@
 """Label-noise detection on BBC news with 10% injected label flips.
 
     python bench/noise.py [--seeds 3] [--noise 0.1] [--cls] [--finetune] [--finetune-epochs 2]
+                          [--finetune-max-length 128] [--results noise]
 
 Flips ``--noise`` of the labels to a uniformly chosen other class, computes out-of-sample probabilities
 for every article with several heads, and scores cleanlab's findings against the planted flips:
@@ -13,7 +14,7 @@ Heads (all on frozen MiniLM embeddings, max_length 256, cached): logistic regres
 (the baseline), logistic regression with C chosen by cross-validated log-loss, leave-one-out kNN,
 their average, and a second round of that average in which the rows the first round flagged no
 longer train the folds or vote as neighbours (every row is still scored). ``--cls`` adds [CLS]-pooled embeddings as a second view (embeds the corpus
-once more). ``--finetune`` adds 5 fine-tuned folds (training.train, max_length 128) and their
+once more). ``--finetune`` adds 5 fine-tuned folds (training.train, ``--finetune-max-length``) and their
 ensemble with the frozen heads; on 2 CPU cores that takes hours, so it is off by default.
 """
 
@@ -66,12 +67,12 @@ def score(noisy: np.ndarray, probs: np.ndarray, is_flipped: np.ndarray, names: l
 
 
 def finetune_probs(
-    texts: list[str], noisy: np.ndarray, names: list[str], epochs: int, seed: int
+    texts: list[str], noisy: np.ndarray, names: list[str], epochs: int, seed: int, max_length: int
 ) -> np.ndarray:
     from training.encoder import EncoderConfig
     from training.train import TrainConfig, train_classifier
 
-    config = TrainConfig(mode="full", encoder=EncoderConfig(max_length=128), epochs=epochs, seed=seed)
+    config = TrainConfig(mode="full", encoder=EncoderConfig(max_length=max_length), epochs=epochs, seed=seed)
 
     def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
@@ -95,6 +96,8 @@ def main() -> None:
     parser.add_argument("--cls", action="store_true", help="add [CLS]-pooled embeddings as a second view")
     parser.add_argument("--finetune", action="store_true", help="add fine-tuned folds (slow on CPU)")
     parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--finetune-max-length", type=int, default=128)
+    parser.add_argument("--results", default="noise", help="results name under bench/results/")
     parser.add_argument("--limit-per-label", type=int, default=None)
     args = parser.parse_args()
 
@@ -137,7 +140,7 @@ def main() -> None:
         if args.finetune:
             start = time.perf_counter()
             heads["fine-tuned folds"] = finetune_probs(
-                data.texts, noisy, data.label_names, args.finetune_epochs, seed
+                data.texts, noisy, data.label_names, args.finetune_epochs, seed, args.finetune_max_length
             )
             timings["fine-tuned folds"] = time.perf_counter() - start
 
@@ -213,10 +216,15 @@ def main() -> None:
         f"label quality; k = number of flips; (mean) = mean-pooled embeddings. C chosen per seed by 3-fold CV log-loss over "
         f"{{0.1, 0.3, 1, 3, 10, 30, 100}}: {sorted({c['C'] for c in chosen_c})}. Targets named in issue 3: "
         f"precision@k >= 0.95, AUROC >= 0.995."
-        + ("" if args.finetune else " Fine-tuned folds not run (--finetune; hours on 2 CPU cores).")
+        + (
+            f" Fine-tuned folds: full fine-tune (LP-FT), max_length {args.finetune_max_length}, "
+            f"{args.finetune_epochs} epochs, one model per fold; seconds per head are totals over the last seed."
+            if args.finetune
+            else " Fine-tuned folds not run (--finetune; hours on 2 CPU cores)."
+        )
     )
     write_results(
-        "noise",
+        args.results,
         "Label-noise detection on BBC news (10% injected flips)",
         {
             "noise_rate": args.noise,
@@ -229,6 +237,7 @@ def main() -> None:
         },
         table,
         notes,
+        script="noise",
     )
 
 

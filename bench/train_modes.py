@@ -56,10 +56,15 @@ def run_one(
         extra: dict[str, Any] = {}
     else:
         config = TrainConfig(
-            mode=mode, encoder=EncoderConfig(max_length=args.max_length), epochs=epochs, seed=seed
+            mode=mode,
+            encoder=EncoderConfig(max_length=args.max_length),
+            epochs=epochs,
+            seed=seed,
+            linear_probe=not args.no_linear_probe,
+            device=args.device,
         )
         model = train_classifier(
-            train_texts, train_labels, BBC_LABELS, config=config, cache=cache if mode == "frozen" else None
+            train_texts, train_labels, BBC_LABELS, config=config, cache=cache
         )
         if mode == "frozen":  # the encoder is unchanged: test embeddings come from the cache
             logits = model.logits_from_embeddings(encoder.embed_cached(test_texts, cache))
@@ -72,6 +77,10 @@ def run_one(
         "seconds": time.perf_counter() - start,
         **extra,
     }
+
+
+def _budget_order(budget: str) -> float:
+    return float("inf") if budget == "all" else float(budget)
 
 
 def report(
@@ -87,12 +96,16 @@ def report(
     done: bool,
 ) -> None:
     """Write the JSON and markdown (after every run, so an interrupted benchmark keeps its numbers)."""
-    modes, budgets = list(args.modes), list(args.budgets)
+    import torch
+
+    on_gpu = torch.cuda.is_available() and args.device != "cpu"
+    device_name = torch.cuda.get_device_name(0) if on_gpu else "CPU"
+    modes, budgets = list(args.modes), sorted(args.budgets, key=_budget_order)
     if previous:
         kept = [r for r in previous["runs"] if r["mode"] not in args.modes]
         runs = kept + list(runs)
         modes = [m for m in MODES if any(r["mode"] == m for r in runs)]
-        budgets = list(dict.fromkeys([*previous["settings"]["budgets"], *args.budgets]))
+        budgets = sorted(dict.fromkeys([*previous["settings"]["budgets"], *args.budgets]), key=_budget_order)
 
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for mode in modes:
@@ -120,14 +133,18 @@ def report(
         f"Macro-F1 on {n_test} fixed test articles; mean ± sample std over seeds {args.seeds} "
         f"(budgets >= {args.big_budget} and 'all' ({n_pool} articles): seeds {args.big_budget_seeds}); "
         f"each seed draws its own stratified sample. Time = training plus scoring the test split, per run. "
-        f"max_length {args.max_length} for every mode (not 256: fine-tuning at 256 tokens on 2 shared CPU cores "
-        f"does not fit the time budget), {args.epochs} fine-tuning epochs ({args.all_epochs} for 'all'), "
+        f"max_length {args.max_length} for every mode"
+        + (
+            " (not 256: fine-tuning at 256 tokens on 2 shared CPU cores does not fit the time budget)"
+            if args.max_length < 256 and not on_gpu
+            else ""
+        )
+        + f", {args.epochs} fine-tuning epochs ({args.all_epochs} for 'all'), "
+        f"fine-tuning {'after' if not args.no_linear_probe else 'without'} a linear probe (LP-FT; the probe is "
+        f"epoch 0 for early stopping), training device {device_name}, "
         f"other settings TrainConfig defaults (frozen head: up to 100 epochs, patience 20). logreg = "
         f"LogisticRegression(C=1) on the frozen embeddings of the whole sample. Fine-tuning modes ran on "
-        f"budgets {args.finetune_budgets} only ('not run' elsewhere; add 'all' to --finetune-budgets: about "
-        f"5 min per epoch and mode here). Fine-tuning is compute-bounded ({args.epochs} epochs of batch 16: "
-        f"a handful of optimizer steps at the small budgets), so those rows show what a CPU-sized fine-tune "
-        f"buys, not the modes' ceiling. torch threads {args.threads}; "
+        f"budgets {args.finetune_budgets} only ('not run' elsewhere). torch threads {args.threads}; "
         f"load average at start {load_before[0]:.1f}. Total wall time {time.perf_counter() - started:.0f} s."
         + (f" Skipped by --max-minutes: {len(skipped)} runs." if skipped else "")
         + (
@@ -142,7 +159,7 @@ def report(
         )
     )
     write_results(
-        "train_modes",
+        args.results,
         "Training modes by label budget (BBC news, MiniLM-L6)",
         {
             "settings": vars(args),
@@ -162,6 +179,7 @@ def report(
         },
         markdown_table(headers, rows),
         notes,
+        script="train_modes",
     )
 
 
@@ -186,6 +204,9 @@ def main() -> None:
         help="budgets the fine-tuning modes run on (add 'all': ~5 min per epoch and mode on 2 shared cores)",
     )
     parser.add_argument("--max-minutes", type=float, default=20.0)
+    parser.add_argument("--device", default="auto", help="training device: auto (CUDA when available), cpu, cuda")
+    parser.add_argument("--no-linear-probe", action="store_true", help="fine-tune from a random head (no LP-FT)")
+    parser.add_argument("--results", default="train_modes", help="results name under bench/results/")
     parser.add_argument(
         "--update",
         action="store_true",
@@ -208,8 +229,8 @@ def main() -> None:
     cache = EmbeddingCache(CACHE)
 
     previous: dict[str, Any] = {}
-    if args.update and (RESULTS / "train_modes.json").is_file():
-        previous = json.loads((RESULTS / "train_modes.json").read_text())
+    if args.update and (RESULTS / f"{args.results}.json").is_file():
+        previous = json.loads((RESULTS / f"{args.results}.json").read_text())
     context: dict[str, Any] = {
         "previous": previous,
         "n_test": len(test),

@@ -280,6 +280,12 @@ class Encoder:
         self._fingerprint: str | None = None
 
     @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (batches from :meth:`pad` are put there)."""
+        first = next(self.model.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    @property
     def hidden_size(self) -> int:
         return int(model_config(self.model).hidden_size)
 
@@ -331,7 +337,8 @@ class Encoder:
         """
         features = [{name: list(encoded[name][i]) for name in self.input_names} for i in rows]
         batch = self.tokenizer.pad(features, padding=True, return_tensors="pt")
-        return {name: batch[name] for name in self.input_names}
+        device = self.device
+        return {name: batch[name].to(device) for name in self.input_names}
 
     def iter_batches(
         self, texts: Sequence[str], batch_size: int

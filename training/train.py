@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -112,6 +113,15 @@ class TrainConfig:
         Share held out (stratified) for validation when no validation set is given.
     seed:
         Seeds Python, NumPy and PyTorch, the validation split and batch order.
+    linear_probe:
+        Fine-tuning modes first fit the head on frozen embeddings, as ``"frozen"`` mode does (LP-FT,
+        Kumar et al. 2022): the encoder then starts from a trained head instead of a random one,
+        which distorts the pretrained features less, and the probe counts as epoch 0 for early
+        stopping, so a fine-tune never keeps weights that validate worse than the frozen encoder.
+    device:
+        Where the encoder runs while training: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"``. The trained model is always returned on the CPU, so artifacts
+        and serving do not depend on the training machine.
     """
 
     mode: str = "auto"
@@ -143,6 +153,8 @@ class TrainConfig:
     lora_target_modules: tuple[str, ...] = ("query", "value")
     val_fraction: float = 0.15
     seed: int = 0
+    linear_probe: bool = True
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -178,6 +190,17 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 < self.auto_frozen_below <= self.auto_full_above:
             raise ValueError("need 0 < auto_frozen_below <= auto_full_above")
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+    def resolve_device(self) -> torch.device:
+        """The torch device to train on (``"auto"``: CUDA when available)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {self.device!r} asked for, but CUDA is not available")
+        return device
 
     def resolve_mode(self, n_labeled: int) -> str:
         """The mode to train with for ``n_labeled`` labeled examples."""
@@ -583,17 +606,24 @@ def _train_frozen(
     tracker: _Tracker,
     cache: EmbeddingCache | None,
     log: dict[str, Any],
+    span: tuple[float, float] = (0.0, 1.0),
 ) -> None:
+    """Train the linear head on frozen embeddings; ``span`` maps this stage's progress into the run's."""
+
+    def at(fraction: float) -> float:
+        return span[0] + (span[1] - span[0]) * fraction
+
     def _embed(texts: Sequence[str], start: float, end: float, what: str) -> np.ndarray:
-        progress = tracker.embed_progress(start, end, what)
+        progress = tracker.embed_progress(at(start), at(end), what)
         bs = config.eval_batch_size
         if cache is not None:
             return encoder.embed_cached(texts, cache, batch_size=bs, progress=progress)
         return encoder.embed(texts, batch_size=bs, progress=progress)
 
-    x_train = torch.from_numpy(_embed(train_texts, 0.0, 0.5, "training texts"))
+    head_device = model.head.weight.device
+    x_train = torch.from_numpy(_embed(train_texts, 0.0, 0.5, "training texts")).to(head_device)
     x_val = _embed(val_texts, 0.5, 0.6, "validation texts")
-    targets = _targets(y_train, task)
+    targets = _targets(y_train, task).to(head_device)
     loss_fn = _loss_fn(task)
     phase = _Phase(
         "head", config.frozen_epochs, {"head": config.frozen_head_lr}, {"head": ["head.weight", "head.bias"]}
@@ -636,7 +666,7 @@ def _train_frozen(
         )
         best.update(f1, val_loss, epoch, model.head)
         tracker.report(
-            0.6 + 0.35 * epoch / config.frozen_epochs, "training", f"epoch {epoch}: val macro-F1 {f1:.3f}"
+            at(0.6 + 0.35 * epoch / config.frozen_epochs), "training", f"epoch {epoch}: val macro-F1 {f1:.3f}"
         )
         if epoch - best.epoch >= config.frozen_patience:
             break
@@ -657,8 +687,22 @@ def _train_finetune(
     mode: str,
     config: TrainConfig,
     tracker: _Tracker,
+    cache: EmbeddingCache | None,
     log: dict[str, Any],
 ) -> None:
+    best = _BestEpoch()
+    start = 0.02
+    if config.linear_probe:
+        probe: dict[str, Any] = {"steps": [], "epochs": [], "optimizer_groups": [], "trainable": set()}
+        model.eval()
+        _train_frozen(
+            model, encoder, train_texts, y_train, val_texts, y_val, task, config, tracker, cache, probe,
+            span=(0.0, 0.15),
+        )
+        kept = probe["epochs"][probe["best_epoch"] - 1]
+        log["epochs"].append({**kept, "epoch": 0, "phase": "probe", "probe_epochs": len(probe["epochs"])})
+        best.update(kept["val_macro_f1"], kept["val_loss"], 0, model)
+        start = 0.15
     peft_model = None
     if mode == "lora":
         from peft import LoraConfig, get_peft_model
@@ -674,12 +718,11 @@ def _train_finetune(
         peft_model = get_peft_model(model.encoder, lora_config)
     phases = _phases(model, mode, config)
     encoded = encoder.tokenize(train_texts)
-    targets = _targets(y_train, task)
+    targets = _targets(y_train, task).to(encoder.device)
     loss_fn = _loss_fn(task)
     rng = np.random.default_rng(config.seed)
     windows_per_epoch = math.ceil(math.ceil(len(train_texts) / config.batch_size) / config.grad_accum_steps)
     total_steps = sum(p.epochs for p in phases) * windows_per_epoch
-    best = _BestEpoch()
     step = 0
     epoch = 0
     for p_index, phase in enumerate(phases):
@@ -716,7 +759,7 @@ def _train_finetune(
                 losses.append(window_loss)
                 step += 1
                 tracker.report(
-                    0.02 + 0.9 * step / total_steps,
+                    start + (0.92 - start) * step / total_steps,
                     "training",
                     f"phase {phase.name}, epoch {epoch}, step {step}",
                 )
@@ -738,18 +781,24 @@ def _train_finetune(
                 }
             )
             tracker.report(
-                0.02 + 0.9 * step / total_steps, "evaluating", f"epoch {epoch}: val macro-F1 {f1:.3f}"
+                start + (0.92 - start) * step / total_steps,
+                "evaluating",
+                f"epoch {epoch}: val macro-F1 {f1:.3f}",
             )
             best.update(f1, val_loss, epoch, model)
             # Patience runs only once everything is unfrozen: earlier phases are warm-up by design.
             if last_phase and epoch - best.epoch >= config.patience:
                 break
-    if best.state is not None:
+    # The probe's snapshot (epoch 0) predates the LoRA adapters: it loads after they are folded away.
+    probe_won = best.epoch == 0
+    if best.state is not None and not (probe_won and peft_model is not None):
         model.load_state_dict(best.state)
     if peft_model is not None:
         # Fold the adapters into the base weights: the version is then a plain encoder + head.
         model.encoder = peft_model.merge_and_unload()
         encoder.model = model.encoder
+        if probe_won and best.state is not None:
+            model.load_state_dict(best.state)
     for param in model.parameters():
         param.requires_grad_(False)
     model.eval()
@@ -843,6 +892,7 @@ def train_classifier(
     y_train = encode_labels(train_labels, label_names, task)
     y_val = encode_labels(val_labels, label_names, task)
 
+    device = config.resolve_device()
     encoder = Encoder(config.encoder)
     torch.manual_seed(config.seed)  # the head's initial weights
     model = TextClassifier(
@@ -857,18 +907,21 @@ def train_classifier(
     }
     if mode == "frozen":
         model.eval()
+        encoder.model.to(device)  # the head trains on the CPU over the embeddings
         _train_frozen(
             model, encoder, train_texts, y_train, val_texts, y_val, task, config, tracker, cache, log
         )
     else:
+        model.to(device)
         _train_finetune(
-            model, encoder, train_texts, y_train, val_texts, y_val, task, mode, config, tracker, log
+            model, encoder, train_texts, y_train, val_texts, y_val, task, mode, config, tracker, cache, log
         )
     for param in model.parameters():
         param.requires_grad_(False)
 
     tracker.report(0.95, "evaluating", "validation metrics of the kept weights")
     val_logits = head_logits(model.head, encoder.embed(val_texts, batch_size=config.eval_batch_size))
+    model.to("cpu")  # encoder.model is model.encoder: artifacts and serving get CPU weights
     thresholds = None
     if task == "multi_label":
         thresholds = tune_thresholds(y_val, probabilities(val_logits, task))

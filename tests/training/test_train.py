@@ -24,6 +24,7 @@ def small_config(default_model_dir) -> TrainConfig:
         batch_size=8,
         head_lr=2e-3,
         encoder_lr=5e-5,
+        linear_probe=False,  # the fine-tuning mechanics alone; the probe has its own tests below
     )
 
 
@@ -319,3 +320,42 @@ def test_thresholds_maximize_each_class_f1():
 
     assert thresholds[0] == pytest.approx(0.35)  # catches both positives, none of the negatives
     assert thresholds[1] == pytest.approx(0.6)  # F1 2/3 beats 0.7's F1 of 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_fine_tuning_starts_from_a_linear_probe_and_keeps_it_when_fine_tuning_only_hurts(
+    tiny_dataset, small_config, mode
+):
+    # Absurd learning rates wreck the fine-tuned epoch, so early stopping must fall back to the probe.
+    config = replace(
+        small_config, mode=mode, linear_probe=True, epochs=1, head_lr=50.0, encoder_lr=1.0, lora_lr=5.0
+    )
+    model = train_classifier(
+        tiny_dataset.train_texts,
+        tiny_dataset.train_labels,
+        tiny_dataset.label_names,
+        config=config,
+        val_texts=tiny_dataset.val_texts,
+        val_labels=tiny_dataset.val_labels,
+    )
+
+    probe, tuned = model.epoch_log[0], model.epoch_log[1]
+    assert (probe["epoch"], probe["phase"]) == (0, "probe") and probe["probe_epochs"] >= 1
+    assert probe["val_macro_f1"] >= 0.9 > tuned["val_macro_f1"]
+    assert model.best_epoch == 0
+    assert model.val_metrics["macro_f1"] == pytest.approx(probe["val_macro_f1"])
+    # The kept weights are a plain encoder + head (LoRA folded away) that predicts like the probe.
+    assert not any("lora_" in name for name, _ in model.classifier.named_parameters())
+    predicted = model.predict(tiny_dataset.val_texts)
+    truth = [tiny_dataset.label_names.index(y) for y in tiny_dataset.val_labels]
+    assert float(np.mean(predicted == np.array(truth))) >= 0.9
+
+
+def test_the_training_device_is_validated():
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(device="gpu")
+    assert TrainConfig(device="cpu").resolve_device().type == "cpu"
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            TrainConfig(device="cuda").resolve_device()
