@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+handler404 = "annotator.api.errors.not_found"
 handler500 = "annotator.api.errors.server_error"
 
 urlpatterns = [

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import DataError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -91,6 +92,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     detail = exc.detail if isinstance(exc, exceptions.APIException) else response.data
     response.data = {"errors": _flatten(detail) or [{"message": "error"}]}
     return response
+
+
+def not_found(request: Any, exception: Exception | None = None) -> HttpResponse:
+    """A URL that matches no route (``/api/v1/projects/abc/``) answers in the API's error shape under
+    /api/, and with the usual page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"errors": [{"message": "not found"}]}, status=404)
+    return page_not_found(request, exception)
 
 
 def server_error(request: Any, *args: Any, **kwargs: Any) -> JsonResponse:

@@ -11,9 +11,9 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotator import loop_selectors, selectors
-from annotator.api.pagination import Pagination
+from annotator.api.pagination import PAGE_PARAMETERS, Pagination, paginated
 from annotator.api.serializers import AnnotationIn, AnnotationOut, JobOut, annotation_out, job_out
-from annotator.api.views import ERRORS, body_dict
+from annotator.api.views import ERRORS, THROTTLED, body_dict
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Job, ModelVersion, QueueItem, Role
 from annotator.services import jobs as job_services
@@ -37,12 +37,13 @@ QueueItemOut = inline_serializer("QueueItemOut", many=True, fields={
     }, allow_null=True),
     "lease_expires_at": serializers.DateTimeField(),
 })
-PredictionOut = inline_serializer("PredictionOut", {
-    "label": serializers.CharField(allow_null=True),
-    "labels": serializers.ListField(child=serializers.CharField()),
-    "probs": serializers.DictField(child=serializers.FloatField()),
-    "confidence": serializers.FloatField(),
-})
+
+
+class PredictionOut(serializers.Serializer):
+    label = serializers.CharField(allow_null=True)
+    labels = serializers.ListField(child=serializers.CharField())
+    probs = serializers.DictField(child=serializers.FloatField())
+    confidence = serializers.FloatField()
 
 
 # --- queue ----------------------------------------------------------------------------------------------
@@ -132,7 +133,8 @@ class JobCancelApi(APIView):
 
 
 class ProjectJobsApi(APIView):
-    @extend_schema(responses={200: JobOut(many=True), **ERRORS}, summary="The project's jobs, newest first")
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: paginated("PaginatedJobList", JobOut(many=True)), **ERRORS},
+                   summary="The project's jobs, newest first")
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id)
         paginator = Pagination()
@@ -142,7 +144,8 @@ class ProjectJobsApi(APIView):
 
 # --- models and predictions ------------------------------------------------------------------------------
 class ProjectModelsApi(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Model versions with metrics (reviewer)")
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: OpenApiTypes.OBJECT, **ERRORS},
+                   summary="Model versions with metrics (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
         paginator = Pagination()
@@ -167,7 +170,7 @@ class PredictApi(APIView):
     @extend_schema(
         request=inline_serializer("PredictIn", {"texts": serializers.ListField(child=serializers.CharField())}),
         responses={200: inline_serializer("PredictOut", {
-            "model_version": serializers.IntegerField(), "predictions": PredictionOut}), **ERRORS},
+            "model_version": serializers.IntegerField(), "predictions": PredictionOut(many=True)}), **ERRORS, **THROTTLED},
         summary="Predict with the serving version (409 when none is promoted)",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -188,7 +191,9 @@ class SamplesApi(APIView):
             "observed_at": serializers.DateTimeField(required=False)}, many=True),
         responses={201: inline_serializer("SamplesOut", {
             "ids": serializers.ListField(child=serializers.IntegerField()),
-            "predictions": PredictionOut}), **ERRORS},
+            "created": serializers.IntegerField(), "unchanged": serializers.IntegerField(),
+            "model_version": serializers.IntegerField(allow_null=True),
+            "predictions": PredictionOut(many=True, allow_null=True)}), **ERRORS, **THROTTLED},
         summary="Push production samples (reviewer); answers predictions or null when no model is promoted",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -200,7 +205,8 @@ class SamplesApi(APIView):
 # --- noise and drift -----------------------------------------------------------------------------------
 class NoiseReportApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("label", str, description="only issues whose given label is this one")],
+        parameters=[OpenApiParameter("label", str, description="only issues whose given label is this one"),
+                    *PAGE_PARAMETERS],
         responses={200: OpenApiTypes.OBJECT, **ERRORS},
         summary="Suspected label errors, ascending label quality (reviewer)",
     )
@@ -233,7 +239,7 @@ class NoiseDecisionsApi(APIView):
 
 
 class DriftApi(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: OpenApiTypes.OBJECT, **ERRORS},
                    summary="Drift windows of production samples, newest first (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)

@@ -22,7 +22,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotator import selectors
-from annotator.api.pagination import Pagination
+from annotator.api.pagination import PAGE_PARAMETERS, Pagination, paginated
 from annotator.api.serializers import (
     AnnotationIn,
     AnnotationOut,
@@ -52,7 +52,9 @@ from annotator.services import models as model_services
 from annotator.services import projects as project_services
 from annotator.services.broker import broker_status
 
-ERRORS = {400: ErrorsOut, 403: ErrorsOut, 404: ErrorsOut, 409: ErrorsOut, 413: ErrorsOut}
+# 401 for a missing, wrong or revoked token; 404 also for a page past the last one.
+ERRORS = {400: ErrorsOut, 401: ErrorsOut, 403: ErrorsOut, 404: ErrorsOut, 409: ErrorsOut, 413: ErrorsOut}
+THROTTLED = {429: ErrorsOut}
 
 
 def body_dict(request: Request) -> dict[str, Any]:
@@ -66,7 +68,7 @@ class HealthApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Service health (no auth)")
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT}, summary="Service health (no auth)")
     def get(self, request: Request) -> Response:
         database = "ok"
         try:
@@ -84,7 +86,8 @@ class TokenCreateApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
-    @extend_schema(request=TokenIn, responses={200: TokenOut, 400: ErrorsOut}, summary="Get an API token")
+    @extend_schema(request=TokenIn, responses={200: TokenOut, 400: ErrorsOut, 413: ErrorsOut, **THROTTLED},
+                   summary="Get an API token")
     def post(self, request: Request) -> Response:
         data = body_dict(request)
         username, password = data.get("username"), data.get("password")
@@ -98,7 +101,7 @@ class TokenCreateApi(APIView):
 
 
 class TokenRevokeApi(APIView):
-    @extend_schema(request=None, responses={204: None}, summary="Revoke the caller's API token")
+    @extend_schema(request=None, responses={204: None, 401: ErrorsOut}, summary="Revoke the caller's API token")
     def post(self, request: Request) -> Response:
         Token.objects.filter(user=request.user).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -130,7 +133,9 @@ def _project_body(project, user, *, with_members: bool = False) -> dict[str, Any
 
 
 class ProjectListCreateApi(APIView):
-    @extend_schema(responses={200: ProjectOut(many=True)}, summary="Projects the caller is a member of")
+    @extend_schema(operation_id="v1_projects_list", parameters=PAGE_PARAMETERS,
+                   responses={200: paginated("PaginatedProjectList", ProjectOut(many=True)), **ERRORS},
+                   summary="Projects the caller is a member of")
     def get(self, request: Request) -> Response:
         paginator = Pagination()
         projects = selectors.projects_for(request.user).select_related("serving_version")
@@ -192,7 +197,8 @@ EXAMPLE_FILTERS = [
 
 
 class ProjectExamplesApi(APIView):
-    @extend_schema(parameters=EXAMPLE_FILTERS, responses={200: ExampleOut(many=True), **ERRORS},
+    @extend_schema(parameters=[*EXAMPLE_FILTERS, *PAGE_PARAMETERS],
+                   responses={200: paginated("PaginatedExampleList", ExampleOut(many=True)), **ERRORS},
                    summary="List examples (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
