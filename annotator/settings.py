@@ -26,11 +26,11 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY = os.environ.get("SECRET_KEY", "").strip()
 if not SECRET_KEY:
-    if not DEBUG and not env_bool("ALLOW_INSECURE_SECRET", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set (or DEBUG=1 for local development).")
-    SECRET_KEY = "insecure-development-key-not-for-production"  # noqa: S105 - only with DEBUG
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set in the environment (or DEBUG=1 for local development).")
+    SECRET_KEY = "insecure-development-key-not-for-production"  # noqa: S105 - only ever with DEBUG=1
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
@@ -143,6 +143,10 @@ REST_FRAMEWORK = {
         "auth": os.environ.get("THROTTLE_AUTH", "30/min"),
         "push": os.environ.get("THROTTLE_PUSH", "6000/min"),
     },
+    # Throttles key anonymous clients by address. Without a count of trusted proxies DRF would take the
+    # client's own X-Forwarded-For header, so rotating it would dodge the auth throttle: trust the header
+    # only as far as the proxies in front of us (one with BEHIND_HTTPS_PROXY=1).
+    "NUM_PROXIES": int(os.environ.get("NUM_PROXIES", 1 if env_bool("BEHIND_HTTPS_PROXY", False) else 0)),
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -191,14 +195,22 @@ JOB_STALE_SECONDS = float(os.environ.get("JOB_STALE_SECONDS", 60))
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Served to the network (ALLOWED_HOSTS names any host but loopback) with DEBUG off, HTTPS is the default:
+# redirect to https, secure cookies, HSTS for a year. Loopback-only serving (the tests, the benchmarks, a
+# local compose) stays plain http; "testserver" is the name Django's test client uses. Each setting can be
+# set explicitly from the environment.
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1", "testserver"}
+SERVED_TO_NETWORK = not DEBUG and not set(ALLOWED_HOSTS) <= LOCAL_HOSTS
+BEHIND_HTTPS_PROXY = env_bool("BEHIND_HTTPS_PROXY", False)
 if not DEBUG:
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 0))
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SERVED_TO_NETWORK)
+    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$"]  # load balancers probe over plain http
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", SERVED_TO_NETWORK)
+    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", SERVED_TO_NETWORK)
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SERVED_TO_NETWORK else 0))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_HTTPS_PROXY", False) else None
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_HTTPS_PROXY else None
 
 LOGGING = {
     "version": 1,
