@@ -28,7 +28,7 @@ from annotator.models import (
     Project,
 )
 from annotator.selectors import project_labels
-from annotator.services.files import decode
+from annotator.services.files import decode, jsonl_lines, load_json
 
 PREVIEW_ROWS = 8
 AGREEMENT_SAMPLE = 2000  # overlapping examples the per-annotator rates are computed over (newest first)
@@ -107,13 +107,13 @@ def _jsonl_preview(text: str, n: int, n_lines: int) -> FilePreview:
     columns: list[str] = []
     records: list[dict[str, Any]] = []
     problems = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(jsonl_lines(text), 1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.append({"line": number, "message": f"line {number}: malformed JSON ({error.msg})"})
+            value = load_json(line)
+        except ValueError as error:
+            problems.append({"line": number, "message": f"line {number}: malformed JSON ({error})"})
             value = None
         if isinstance(value, dict):
             records.append(value)

@@ -24,6 +24,7 @@ from annotator.models import (
     QueueItem,
     Role,
 )
+from annotator.services.files import CSV_FORMULA
 
 ROLE_RANK = {Role.ANNOTATOR: 0, Role.REVIEWER: 1, Role.ADMIN: 2}
 
@@ -285,12 +286,13 @@ def active_training_job(project: Project) -> Job | None:
 EXPORT_FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = ["id", "external_id", "text", "source", "label", "labels", "label_source", "metadata",
                "observed_at", "annotations"]
-CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_safe(value: str) -> str:
-    """Spreadsheets run cells that start like a formula; a leading apostrophe keeps them text."""
-    return "'" + value if value.startswith(CSV_FORMULA_START) else value
+    """Spreadsheets run cells that start like a formula (= + - @ tab CR); a leading apostrophe keeps them
+    text. Cells that are apostrophes then a formula start get one more, so that the import, which takes
+    one off, reads back exactly what was exported."""
+    return "'" + value if CSV_FORMULA.match(value) else value
 
 
 class _Echo:
@@ -333,5 +335,5 @@ def export_lines(project: Project, fmt: str) -> Iterator[str]:
         )
     for pk, ext, text, source, labels, label_source, metadata, observed_at, history in table:
         label = "" if multi or not labels else labels[0]
-        yield writer.writerow([pk, csv_safe(ext), csv_safe(text), source, csv_safe(label),
+        yield writer.writerow([pk, csv_safe(ext), csv_safe(text), csv_safe(source), csv_safe(label),
                                csv_safe("|".join(labels)), label_source, metadata, observed_at, history])

@@ -5,13 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from annotator.errors import InvalidInput
 
 FORMATS = ("csv", "jsonl")
-CSV_FORMULA_ESCAPE = ("'=", "'+", "'-", "'@", "'\t", "'\r")
+# A cell a spreadsheet would run as a formula, after any apostrophes the export added to guard it.
+CSV_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+# The csv module refuses cells over 128 KB; a project may allow texts of up to a million characters, and
+# the request body limit bounds what a cell can be anyway.
+csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
 
 
 @dataclass(frozen=True)
@@ -62,15 +67,35 @@ def _rename(raw: dict[str, Any], columns: ColumnMap) -> dict[str, Any]:
     return {mapping.get(key, key): value for key, value in raw.items()}
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL file. Only "\n" (or "\r\n") ends a line: JSON strings may hold U+2028, U+0085
+    and the other characters ``str.splitlines`` would also break at, and line numbers must match an editor's."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(value: str) -> Any:
+    """Strict JSON (no NaN or Infinity); ValueError with a readable reason for anything else."""
+    try:
+        return json.loads(value, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{error.msg}, column {error.colno}") from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def _parse_jsonl(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], list[int]]:
     rows, lines, errors = [], [], []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(jsonl_lines(text), 1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            errors.append({"line": number, "message": f"line {number}: malformed JSON ({error.msg}, column {error.colno})"})
+            value = load_json(line)
+        except ValueError as error:
+            errors.append({"line": number, "message": f"line {number}: malformed JSON ({error})"})
             continue
         if not isinstance(value, dict):
             errors.append({"line": number, "message": f"line {number}: each line must be a JSON object"})
@@ -86,7 +111,7 @@ def _parse_jsonl(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], l
 
 def _unescape(value: str) -> str:
     # Our CSV export guards formula-like cells with a leading apostrophe; importing it takes that off.
-    return value[1:] if value.startswith(CSV_FORMULA_ESCAPE) else value
+    return value[1:] if value.startswith("'") and CSV_FORMULA.match(value) else value
 
 
 def _parse_csv(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], list[int]]:
@@ -115,9 +140,10 @@ def _parse_csv(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], lis
                 value = _unescape(value)
                 if key in ("metadata", "annotations"):
                     try:
-                        value = json.loads(value)
-                    except json.JSONDecodeError:
-                        errors.append({"line": number, "field": key, "message": f"line {number}: {key} is not valid JSON"})
+                        value = load_json(value)
+                    except ValueError as error:
+                        errors.append({"line": number, "field": key,
+                                       "message": f"line {number}: {key} is not valid JSON ({error})"})
                         continue
                 elif key == "labels":
                     value = [part for part in value.split("|") if part]
