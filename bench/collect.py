@@ -8,7 +8,20 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["ingest", "loop", "pages", "scoring", "encoders", "train_modes", "noise", "active_learning", "drift"]
+ORDER = [
+    "ingest",
+    "loop",
+    "pages",
+    "scoring",
+    "encoders",
+    "train_modes",
+    "train_modes_gpu",
+    "noise",
+    "noise_gpu",
+    "active_learning",
+    "drift",
+    "labelstudio",
+]
 HEAD = """# Benchmarks
 
 Every number here comes from a script in `bench/` that prints a table and writes JSON to `bench/results/`;
