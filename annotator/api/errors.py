@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import DataError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, status
@@ -41,30 +41,57 @@ def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
     return [error]
 
 
-def _has_nul(value: Any) -> bool:
-    stack = [value]
+def _unstorable(value: str) -> str | None:
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000), which PostgreSQL cannot store"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate such as \\ud800)"
+    return None
+
+
+def _find_unstorable(value: Any) -> tuple[list[str | int], str] | None:
+    """The path to the first string (key or value) that PostgreSQL cannot store, and why."""
+    stack: list[tuple[list[str | int], Any]] = [([], value)]
     while stack:
-        item = stack.pop()
+        path, item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                return True
+            problem = _unstorable(item)
+            if problem:
+                return path, problem
         elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
+            for key, child in item.items():
+                if isinstance(key, str) and _unstorable(key):
+                    return [*path, key], f"has a key that {_unstorable(key)}"
+                stack.append(([*path, key], child))
         elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
+            stack.extend(([*path, i], child) for i, child in enumerate(item))
+    return None
 
 
-def _nul_in_request(context: dict[str, Any]) -> bool:
+def _unstorable_in_request(context: dict[str, Any]) -> dict[str, Any] | None:
+    """An error naming the request field that holds a NUL or a lone surrogate, if one does."""
     request = context.get("request")
     if request is None:
-        return False
+        return None
     try:
         data = request.data
-    except Exception:  # noqa: BLE001 - an unreadable body holds no NUL we could blame
+    except Exception:  # noqa: BLE001 - an unreadable body holds nothing we could blame
         data = None
-    return _has_nul(dict(request.query_params.lists())) or _has_nul(data)
+    query = {key: values[0] if len(values) == 1 else values for key, values in request.query_params.lists()}
+    found = _find_unstorable(query) or _find_unstorable(data)
+    if found is None:
+        return None
+    path, problem = found
+    error: dict[str, Any] = {}
+    if path and isinstance(path[0], int):
+        error["index"], path = path[0], path[1:]
+    name = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+    if name:
+        error["field"] = name
+    error["message"] = f"{name or 'the body'} {problem}"
+    return error
 
 
 def errors_response(errors: list[dict[str, Any]], status_code: int, **extra: Any) -> Response:
@@ -76,10 +103,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return errors_response(exc.errors, exc.status_code, **exc.extra)
     if isinstance(exc, RequestDataTooBig):
         return errors_response([{"message": str(exc) or "request body too large"}], status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-    if isinstance(exc, DataError) and _nul_in_request(context):
-        # PostgreSQL stores no NUL character; fields the services do not check one by one end up here.
-        return errors_response([{"message": "text must not contain NUL characters (\\u0000)"}],
-                               status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, DataError | UnicodeEncodeError):
+        # PostgreSQL stores no NUL character and the UTF-8 codec no lone surrogate; fields the services do
+        # not check one by one end up here, before anything was written (the statement never ran or was
+        # rolled back with its transaction).
+        error = _unstorable_in_request(context)
+        if error is not None:
+            return errors_response([error], status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away under the request (a restart, a failover, a terminated backend): the
+        # transaction it was in was rolled back, and the same request can simply be sent again.
+        log.warning("database unavailable during %s: %s", getattr(context.get("request"), "path", "?"), exc)
+        response = errors_response([{"message": "the database connection was lost; the unfinished write was "
+                                                "rolled back. Send the request again."}], status.HTTP_503_SERVICE_UNAVAILABLE)
+        response["Retry-After"] = "2"
+        return response
     if isinstance(exc, exceptions.ParseError):
         return errors_response([{"message": f"malformed JSON: {exc.detail}"}], status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):

@@ -50,6 +50,14 @@ def _predictions_out(prediction: Any, names: list[str], multi: bool) -> list[dic
     return out
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def predict_texts(*, project: Project, texts: Any) -> tuple[ModelVersion, list[dict[str, Any]]]:
     if not isinstance(texts, list) or not texts:
         raise InvalidInput([{"field": "texts", "message": "texts must be a non-empty list of strings"}])
@@ -64,6 +72,8 @@ def predict_texts(*, project: Project, texts: Any) -> tuple[ModelVersion, list[d
             errors.append({"index": i, "field": "texts", "message": f"text over {limit:,} characters"})
         elif "\x00" in text:
             errors.append({"index": i, "field": "texts", "message": "text contains a NUL character"})
+        elif not text.isascii() and _has_lone_surrogate(text):
+            errors.append({"index": i, "field": "texts", "message": "text is not valid Unicode (lone surrogate)"})
     if errors:
         raise InvalidInput(errors)
     version = serving_version(project)
