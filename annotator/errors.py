@@ -47,3 +47,9 @@ class Conflict(ServiceError):
     """409: the state changed under the caller (lease lost, job already running...)."""
 
     status_code = 409
+
+
+class Unavailable(ServiceError):
+    """503: something the request needs on the server (the serving model's files) cannot be used."""
+
+    status_code = 503

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from annotator import loop_selectors, selectors
 from annotator.api.pagination import PAGE_PARAMETERS, Pagination, paginated
-from annotator.api.serializers import AnnotationIn, AnnotationOut, JobOut, annotation_out, job_out
+from annotator.api.serializers import AnnotationIn, AnnotationOut, ErrorsOut, JobOut, annotation_out, job_out
 from annotator.api.views import ERRORS, THROTTLED, body_dict
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Job, ModelVersion, QueueItem, Role
@@ -37,6 +37,9 @@ QueueItemOut = inline_serializer("QueueItemOut", many=True, fields={
     }, allow_null=True),
     "lease_expires_at": serializers.DateTimeField(),
 })
+
+# The serving version's files are missing, changed, or lead outside ARTIFACT_DIR.
+UNUSABLE_MODEL = {503: ErrorsOut}
 
 
 class PredictionOut(serializers.Serializer):
@@ -170,7 +173,8 @@ class PredictApi(APIView):
     @extend_schema(
         request=inline_serializer("PredictIn", {"texts": serializers.ListField(child=serializers.CharField())}),
         responses={200: inline_serializer("PredictOut", {
-            "model_version": serializers.IntegerField(), "predictions": PredictionOut(many=True)}), **ERRORS, **THROTTLED},
+            "model_version": serializers.IntegerField(), "predictions": PredictionOut(many=True)}), **ERRORS, **THROTTLED,
+            **UNUSABLE_MODEL},
         summary="Predict with the serving version (409 when none is promoted)",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -193,7 +197,7 @@ class SamplesApi(APIView):
             "ids": serializers.ListField(child=serializers.IntegerField()),
             "created": serializers.IntegerField(), "unchanged": serializers.IntegerField(),
             "model_version": serializers.IntegerField(allow_null=True),
-            "predictions": PredictionOut(many=True, allow_null=True)}), **ERRORS, **THROTTLED},
+            "predictions": PredictionOut(many=True, allow_null=True)}), **ERRORS, **THROTTLED, **UNUSABLE_MODEL},
         summary="Push production samples (reviewer); answers predictions or null when no model is promoted",
     )
     def post(self, request: Request, project_id: int) -> Response:
