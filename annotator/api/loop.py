@@ -190,9 +190,9 @@ class SamplesApi(APIView):
 
     @extend_schema(
         request=inline_serializer("SampleIn", {
-            "text": serializers.CharField(), "external_id": serializers.CharField(required=False),
-            "metadata": serializers.DictField(required=False),
-            "observed_at": serializers.DateTimeField(required=False)}, many=True),
+            "text": serializers.CharField(), "external_id": serializers.CharField(required=False, allow_null=True),
+            "metadata": serializers.DictField(required=False, allow_null=True),
+            "observed_at": serializers.DateTimeField(required=False, allow_null=True)}, many=True),
         responses={201: inline_serializer("SamplesOut", {
             "ids": serializers.ListField(child=serializers.IntegerField()),
             "created": serializers.IntegerField(), "unchanged": serializers.IntegerField(),

@@ -39,13 +39,14 @@ class MemberIn(serializers.Serializer):
 
 
 class ExampleRowIn(serializers.Serializer):
+    # null is accepted for every optional field and means "not given" (an exported row carries nulls).
     text = serializers.CharField()
-    external_id = serializers.CharField(required=False)
-    label = serializers.CharField(required=False)
-    labels = serializers.ListField(child=serializers.CharField(), required=False)
-    source = serializers.CharField(required=False)
-    metadata = serializers.DictField(required=False)
-    observed_at = serializers.DateTimeField(required=False)
+    external_id = serializers.CharField(required=False, allow_null=True)
+    label = serializers.CharField(required=False, allow_null=True)
+    labels = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    source = serializers.CharField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    observed_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
 class AnnotationIn(serializers.Serializer):
