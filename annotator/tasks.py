@@ -51,7 +51,10 @@ def score_chunk(self, score_job_id: int, index: int, example_ids: list[int]) -> 
     from annotator.services.pipeline import score_chunk as run
 
     try:
-        run(score_job_id, index, example_ids)
+        # The beat tells the sweeper that this chunk is being worked on: without it, a chunk that takes
+        # longer than JOB_STALE_SECONDS would be sent again (and scored twice) while it runs.
+        with job_services.Heartbeat(score_job_id):
+            run(score_job_id, index, example_ids)
     except OSError as error:  # e.g. the artifact store hiccuped: try this chunk again before giving up
         if self.request.retries < self.max_retries:
             raise self.retry(exc=error, countdown=2 ** self.request.retries) from error

@@ -54,7 +54,10 @@ def insert_rows(model: type[models.Model], columns: Sequence[str], rows: Sequenc
     ids = allocate_ids(model, len(rows))
     table = connection.ops.quote_name(model._meta.db_table)
     names = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in ("id", *columns))
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+    # COPY goes through psycopg's own cursor: wrap it so its errors become Django's (an IntegrityError the
+    # import answers 409 to, an OperationalError of a lost connection) and Django knows the connection broke.
+    with connection.wrap_database_errors, connection.cursor() as cursor, \
+            cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for pk, row in zip(ids, rows, strict=True):
             copy.write_row((pk, *(_copy_value(v) for v in row)))
     return ids

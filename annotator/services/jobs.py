@@ -144,7 +144,8 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
     - a running train job still in training whose heartbeat is stale is sent again (its worker died; the
       next attempt starts over), or failed after MAX_ATTEMPTS;
     - a running scoring job whose heartbeat is stale gets its unfinished chunks sent again (chunks upsert);
-    - a train job whose scoring finished but whose queue rebuild never ran gets the rebuild sent.
+    - a train job whose scoring finished but whose queue rebuild never ran gets the rebuild sent;
+    - a project with a full window of production samples that no drift check measured gets one sent.
     """
     from annotator import tasks
 
@@ -182,6 +183,35 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
         elif score.status == Job.Status.SUCCEEDED and _send(tasks.rebuild_queue, job.pk):
             Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
             sent += 1
+    return sent + _drift_catch_up(cutoff)
+
+
+# Per process: the window start each project's catch-up drift check was sent for, so a check that is only
+# slow (queued behind a training) is not sent again at every sweep.
+_drift_sent: dict[int, int] = {}
+
+
+def _drift_catch_up(cutoff: Any) -> int:
+    """Send the drift check of projects holding a full window of production samples that no check has
+    measured: the pushes' own checks never reached the broker (Redis was down) and no push came since."""
+    from annotator import tasks
+    from annotator.models import DriftWindow, Example, ModelVersion, Source
+
+    sent = 0
+    for project in Project.objects.filter(serving_version__status=ModelVersion.Status.READY).only("id", "settings"):
+        last = DriftWindow.objects.filter(project=project).order_by("-sequence").first()
+        after = last.last_example_id if last else 0
+        if after is None or _drift_sent.get(project.pk) == after:
+            continue
+        size = int(project.setting("drift_window_size"))
+        completing = list(Example.objects.filter(project=project, source=Source.PRODUCTION, id__gt=after)
+                          .order_by("id").values_list("created_at", flat=True)[size - 1:size])
+        if not completing or completing[0] >= cutoff:  # no full window, or its own check may be on its way
+            continue
+        if not _send(tasks.check_drift, project.pk):
+            break
+        _drift_sent[project.pk] = after
+        sent += 1
     return sent
 
 

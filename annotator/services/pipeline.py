@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +45,8 @@ from annotator.serving import artifact_root, predictor_for, version_dir
 
 log = logging.getLogger(__name__)
 
-SCORE_CHUNK = 1000
+# Examples per scoring task: the unit of work a killed worker loses and another worker takes over.
+SCORE_CHUNK = int(os.environ.get("SCORE_CHUNK_SIZE", 1000))
 MIN_PER_CLASS = 2
 PROMOTION_TOLERANCE = 0.0  # a new version may not lose any macro-F1 to the serving one
 MIN_VAL_FOR_BACKEND_CHOICE = 50
@@ -50,6 +54,21 @@ MIN_VAL_FOR_BACKEND_CHOICE = 50
 
 class TrainingInputError(Exception):
     """The project cannot be trained as it is (too few labels); a terminal, not a retryable, error."""
+
+
+class ArtifactWriteError(Exception):
+    """A version's files could not be written (ARTIFACT_DIR full, read-only or gone)."""
+
+
+@contextmanager
+def _writing_files_of(version: ModelVersion, directory: Path) -> Iterator[None]:
+    """Name the place and the way out when the disk refuses a write (safetensors' own error says neither)."""
+    try:
+        yield
+    except Exception as error:
+        raise ArtifactWriteError(
+            f"could not write the files of version {version.number} to {directory}: {error}. Check that "
+            "ARTIFACT_DIR has free space and is writable; the serving version is unchanged") from error
 
 
 @dataclass
@@ -201,11 +220,12 @@ def run_training(job: Job, reporter: JobReporter) -> None:
             serving = choose_serving_backend(Predictor.from_trained(model), val_texts, val_labels, tolerance=0.01)
             metrics["serving"] = serving
         directory = version_dir(version)
-        if directory.exists():  # a retried job's leftovers: never referenced by a ready version
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
-        content_hash = save_artifact(model, directory / "model", metrics=jsonable(metrics),
-                                     extra={"snapshot": _snapshot_record(snapshot)}, serving=serving)
+        with _writing_files_of(version, directory):
+            if directory.exists():  # a retried job's leftovers: never referenced by a ready version
+                shutil.rmtree(directory)
+            directory.mkdir(parents=True)
+            content_hash = save_artifact(model, directory / "model", metrics=jsonable(metrics),
+                                         extra={"snapshot": _snapshot_record(snapshot)}, serving=serving)
         # The drift reference must look like what serving will produce: the chosen backend's embeddings.
         backend = (serving or {}).get("backend", "torch_fp32")
         if backend == "torch_fp32":
@@ -217,7 +237,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
             probs=reference_probs, label_names=names, embeddings=reference_embeddings,
             token_stats=model.encoder.token_stats(val_texts), texts=val_texts, multi_label=multi,
         )
-        reference.save(directory / "drift-reference")
+        with _writing_files_of(version, directory):
+            reference.save(directory / "drift-reference")
 
         with transaction.atomic():
             ModelVersion.objects.filter(pk=version.pk).update(
@@ -229,6 +250,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
             _write_noise_scores(version, noise_rows)
     except BaseException:
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelVersion.Status.FAILED, finished_at=timezone.now())
+        # A failed version's files are never served; on a full disk they would also keep it full.
+        shutil.rmtree(version_dir(version), ignore_errors=True)
         raise
 
     reporter(0.75, "promotion", "comparing with the serving version", force=True)

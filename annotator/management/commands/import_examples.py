@@ -2,6 +2,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.db import InterfaceError, OperationalError
 
 from annotator.errors import ServiceError
 from annotator.models import Project, Role
@@ -44,6 +45,10 @@ class Command(BaseCommand):
             for problem in error.errors:
                 self.stderr.write(_describe(problem))
             raise CommandError(f"nothing was imported from {path} ({len(error.errors)} problem(s))") from None
+        except (OperationalError, InterfaceError) as error:
+            # The import is one transaction: a connection lost half-way rolled all of it back.
+            raise CommandError(f"the database connection was lost ({str(error).strip()}); nothing was imported "
+                               f"from {path}. Run the command again (it is idempotent on external_id).") from None
         self.stdout.write(f"{path}: {result.created} created, {result.unchanged} unchanged, {result.updated} updated")
 
 
