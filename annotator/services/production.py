@@ -99,22 +99,28 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
         if bad:
             raise InvalidInput(bad)
     version = serving_version(project)
+    # Loaded first: a version whose files fail their integrity check answers 503 before anything is stored.
+    predictor = predictor_for(version) if version is not None else None
+    # The import commits on its own, before inference: it locks the project row (example counter), and
+    # holding that lock through a forward pass would queue every concurrent push behind this one. A push
+    # is idempotent on external_id (or the text's hash), so a client that retries after a failed
+    # prediction stores nothing twice.
     with transaction.atomic():
         result = examples_import(project=project, user=user, rows=rows, default_source=Source.PRODUCTION,
                                  max_rows=MAX_SAMPLES)
-        predictions = None
-        if version is not None:
-            ids = result.ids
-            texts = dict(Example.objects.filter(id__in=ids).values_list("id", "text"))
-            ordered = [texts[i] for i in ids]
-            prediction = predictor_for(version).predict(ordered, with_token_stats=False)
-            predictions = _predictions_out(prediction, project_labels(project), project.is_multi_label)
-            unique = dict(zip(ids, range(len(ids)), strict=True))  # last row of each id
-            keep = sorted(unique.values())
-            scores = score_rows(version, [ids[i] for i in keep], prediction.probs[keep],
-                                 [prediction.labels[i] for i in keep], project.is_multi_label)
-            save_scores(version, scores)
         send_after_commit(tasks.check_drift, project.id)
+    predictions = None
+    if version is not None and predictor is not None:
+        ids = result.ids
+        texts = dict(Example.objects.filter(id__in=ids).values_list("id", "text"))
+        prediction = predictor.predict([texts[i] for i in ids], with_token_stats=False)
+        predictions = _predictions_out(prediction, project_labels(project), project.is_multi_label)
+        unique = dict(zip(ids, range(len(ids)), strict=True))  # last row of each id
+        keep = sorted(unique.values())
+        scores = score_rows(version, [ids[i] for i in keep], prediction.probs[keep],
+                            [prediction.labels[i] for i in keep], project.is_multi_label)
+        with transaction.atomic():
+            save_scores(version, scores)
     return {"ids": result.ids, "created": result.created, "unchanged": result.unchanged,
             "model_version": version.number if version else None, "predictions": predictions}
 
@@ -124,6 +130,16 @@ def drift_check(project_id: int) -> list[DriftWindow]:
     from training.drift import DriftReference, drift_window
 
     created: list[DriftWindow] = []
+    # Cheap check without a lock first: most pushes do not complete a window, and locking the project
+    # row for them would make every push wait for the drift task.
+    project = Project.objects.get(pk=project_id)
+    last = project.drift_windows.order_by("-sequence").first()
+    size = int(project.setting("drift_window_size"))
+    waiting = Example.objects.filter(
+        project=project, source=Source.PRODUCTION, id__gt=last.last_example_id if last else 0
+    )[:size].count()
+    if waiting < size:
+        return created
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=project_id)
         version = serving_version(project)
