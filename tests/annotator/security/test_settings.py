@@ -45,7 +45,10 @@ def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **env: str) -> dict[st
 
 
 def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV and k != "DATABASE_URL"}
+    # DJANGO_ALLOW_ASYNC_UNSAFE is set by the browser tests' harness (Playwright's loop in the test thread),
+    # never in a deployment: check --deploy rightly reports it (async.E001), so it is not passed on.
+    harness = {"DATABASE_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    clean = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV and k not in harness}
     clean.update(DATA_DIR=str(tmp_path), **env)
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=clean,
                           capture_output=True, text=True, timeout=120)
