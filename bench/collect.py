@@ -1,4 +1,7 @@
-"""Rebuild docs/benchmarks.md from the markdown sections the benchmarks wrote to bench/results/.
+"""Rebuild docs/benchmarks.md and docs/reliability.md from the sections the benchmarks wrote to bench/results/.
+
+docs/reliability.md is bench/results/reliability_summary.md (the summary, written by hand) followed by
+the results of the load, fault, hostile-input and security checks.
 
     python bench/collect.py
 """
@@ -32,15 +35,32 @@ both sides were measured in the same run.
 """
 
 
-def main() -> None:
+RELIABILITY_ORDER = ["load", "faults", "hostile", "schemathesis", "security"]
+RELIABILITY_HEAD = ROOT / "bench" / "results" / "reliability_summary.md"
+
+
+def _sections(names: list[str]) -> list[str]:
     sections = []
-    for name in ORDER:
+    for name in names:
         path = ROOT / "bench" / "results" / f"{name}.md"
         if path.exists():
             text = path.read_text().strip()
+            if text.startswith("# "):  # a page of its own: one level down under this page's title
+                text = "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
             sections.append(text if text.startswith("## ") else f"## {name}\n\n{text}")
+    return sections
+
+
+def main() -> None:
+    sections = _sections(ORDER)
     (ROOT / "docs" / "benchmarks.md").write_text(HEAD + "\n" + "\n\n".join(sections) + "\n")
     print(f"docs/benchmarks.md: {len(sections)} sections")
+    if RELIABILITY_HEAD.exists():
+        sections = _sections(RELIABILITY_ORDER)
+        (ROOT / "docs" / "reliability.md").write_text(
+            RELIABILITY_HEAD.read_text().strip() + "\n\n" + "\n\n".join(sections) + "\n"
+        )
+        print(f"docs/reliability.md: {len(sections)} sections")
 
 
 if __name__ == "__main__":
