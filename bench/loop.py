@@ -110,6 +110,8 @@ def main() -> None:
     parser.add_argument("--queue-items", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=50, help="next/submit pairs per client")
+    parser.add_argument("--pace", type=float, default=0.5,
+                        help="second queue run: one pair per PACE seconds per client (0 skips it)")
     parser.add_argument("--push-batches", type=int, default=20)
     parser.add_argument("--raw-texts", type=int, default=3000)
     parser.add_argument("--port", type=int, default=8766)
@@ -240,56 +242,75 @@ def main() -> None:
             user_model.objects.create_user(name, password="bench-password")
             member_set(project=queue_project, username=name, role="annotator")
             sessions.append(session_for(base, name, "bench-password"))
-        next_ms: list[float] = []
-        submit_ms: list[float] = []
-        seen: list[int] = []
-        errors: list[str] = []
-        lock = threading.Lock()
+        def run_clients(pace: float) -> dict:
+            """Every client leases one item and submits it, --rounds times; ``pace`` > 0 starts a pair every
+            ``pace`` seconds per client (an annotator who reads), 0 runs them back to back (saturation)."""
+            next_ms: list[float] = []
+            submit_ms: list[float] = []
+            seen: list[int] = []
+            errors: list[str] = []
+            lock = threading.Lock()
 
-        def annotate(session: requests.Session) -> None:
-            for _ in range(args.rounds):
-                t = time.perf_counter()
-                r = session.get(f"{base}/api/v1/projects/{queue_project.id}/queue/next/", params={"n": 1})
-                took = (time.perf_counter() - t) * 1000
-                if r.status_code != 200 or not r.json():
-                    errors.append(f"next {r.status_code}")
-                    continue
-                item = r.json()[0]
-                t = time.perf_counter()
-                s = session.post(f"{base}/api/v1/queue/{item['id']}/submit/", json={"label": labels[item["id"] % 5]})
-                took_submit = (time.perf_counter() - t) * 1000
-                with lock:
-                    next_ms.append(took)
-                    submit_ms.append(took_submit)
-                    seen.append(item["id"])
-                    if s.status_code != 201:
-                        errors.append(f"submit {s.status_code}")
+            def annotate(session: requests.Session, offset: float) -> None:
+                time.sleep(offset)
+                for _ in range(args.rounds):
+                    started = time.perf_counter()
+                    r = session.get(f"{base}/api/v1/projects/{queue_project.id}/queue/next/", params={"n": 1})
+                    took = (time.perf_counter() - started) * 1000
+                    if r.status_code != 200 or not r.json():
+                        errors.append(f"next {r.status_code}")
+                        continue
+                    item = r.json()[0]
+                    t = time.perf_counter()
+                    s = session.post(f"{base}/api/v1/queue/{item['id']}/submit/",
+                                     json={"label": labels[item["id"] % 5]})
+                    took_submit = (time.perf_counter() - t) * 1000
+                    with lock:
+                        next_ms.append(took)
+                        submit_ms.append(took_submit)
+                        seen.append(item["id"])
+                        if s.status_code != 201:
+                            errors.append(f"submit {s.status_code}")
+                    if pace:
+                        time.sleep(max(0.0, pace - (time.perf_counter() - started)))
 
-        threads = [threading.Thread(target=annotate, args=(s,)) for s in sessions]
-        t0 = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - t0
-        results["queue"] = {
-            "items": n, "clients": args.clients, "pairs": len(seen), "duplicates": len(seen) - len(set(seen)),
-            "errors": len(errors), "pairs_per_s": len(seen) / wall,
-            "next_p50_ms": statistics.median(next_ms), "next_p95_ms": percentile(next_ms, 0.95),
-            "next_p99_ms": percentile(next_ms, 0.99),
-            "submit_p50_ms": statistics.median(submit_ms), "submit_p95_ms": percentile(submit_ms, 0.95),
-            "submit_p99_ms": percentile(submit_ms, 0.99),
-        }
+            threads = [threading.Thread(target=annotate, args=(s, pace * i / len(sessions)))
+                       for i, s in enumerate(sessions)]
+            t0 = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - t0
+            return {
+                "items": n, "clients": args.clients, "pace_s": pace, "pairs": len(seen),
+                "duplicates": len(seen) - len(set(seen)), "errors": len(errors), "pairs_per_s": len(seen) / wall,
+                "next_p50_ms": statistics.median(next_ms), "next_p95_ms": percentile(next_ms, 0.95),
+                "next_p99_ms": percentile(next_ms, 0.99),
+                "submit_p50_ms": statistics.median(submit_ms), "submit_p95_ms": percentile(submit_ms, 0.95),
+                "submit_p99_ms": percentile(submit_ms, 0.99),
+            }
+
+        results["queue"] = run_clients(0.0)
+        if args.pace:
+            results["queue_paced"] = run_clients(args.pace)
+        results["load_average_end"] = os.getloadavg()
     finally:
         server.stop()
 
-    q = results["queue"]
-    queue_lines = [f"| queue next p50 / p95 / p99 (ms), {q['items']:,} items, {q['clients']} clients | "
-                   f"{q['next_p50_ms']:.1f} / {q['next_p95_ms']:.1f} / {q['next_p99_ms']:.1f} |",
-                   f"| queue submit p50 / p95 / p99 (ms) | {q['submit_p50_ms']:.1f} / {q['submit_p95_ms']:.1f} / "
-                   f"{q['submit_p99_ms']:.1f} |",
-                   f"| next/submit pairs per second, duplicates, errors | {q['pairs_per_s']:.0f} / {q['duplicates']} / "
-                   f"{q['errors']} |"]
+    queue_lines = []
+    for key in ("queue", "queue_paced"):
+        if key not in results:
+            continue
+        q = results[key]
+        how = f"one pair per {q['pace_s']:g} s per client" if q["pace_s"] else "back to back"
+        queue_lines += [
+            f"| queue next p50 / p95 / p99 (ms), {q['items']:,} items, {q['clients']} clients, {how} | "
+            f"{q['next_p50_ms']:.1f} / {q['next_p95_ms']:.1f} / {q['next_p99_ms']:.1f} |",
+            f"| queue submit p50 / p95 / p99 (ms), {how} | {q['submit_p50_ms']:.1f} / {q['submit_p95_ms']:.1f} / "
+            f"{q['submit_p99_ms']:.1f} |",
+            f"| next/submit pairs per second, duplicates, errors, {how} | {q['pairs_per_s']:.0f} / "
+            f"{q['duplicates']} / {q['errors']} |"]
     if args.queue_only:
         print("\n".join(["| measure | value |", "| --- | ---: |", *queue_lines]))
         Path(args.json).with_name("loop_queue.json").write_text(json.dumps(results, indent=2))
