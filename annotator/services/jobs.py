@@ -143,7 +143,8 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
     - a queued train job that was never dispatched (the broker was down) is sent;
     - a running train job still in training whose heartbeat is stale is sent again (its worker died; the
       next attempt starts over), or failed after MAX_ATTEMPTS;
-    - a running scoring job whose heartbeat is stale gets its unfinished chunks sent again (chunks upsert);
+    - a running scoring job whose heartbeat is stale gets its unfinished chunks sent again (chunks upsert),
+      or, when every chunk is done (its worker died while closing it), is closed and the rebuild sent;
     - a train job whose scoring finished but whose queue rebuild never ran gets the rebuild sent;
     - a project with a full window of production samples that no drift check measured gets one sent.
     """
@@ -165,7 +166,16 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
         | models.Q(heartbeat_at__isnull=True, dispatched_at__isnull=True, started_at__lt=stale))
     for job in running.filter(kind=Job.Kind.SCORE):
         done = set(job.result.get("done", []))
-        for index, chunk in enumerate(job.params.get("chunk_ids", [])):
+        chunk_ids = job.params.get("chunk_ids", [])
+        if chunk_ids and len(done) >= len(chunk_ids):
+            # Every chunk was saved, but the worker died before it closed the job: close it now (this also
+            # sends the queue rebuild), or the train job would stay running and block the project's training.
+            from annotator.services.pipeline import finish_scoring
+
+            finish_scoring(job.pk)
+            sent += 1
+            continue
+        for index, chunk in enumerate(chunk_ids):
             if index not in done and _send(tasks.score_chunk, job.pk, index, chunk):
                 sent += 1
         Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
