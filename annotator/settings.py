@@ -37,6 +37,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "var")).resolve()
 ARTIFACT_DIR = Path(os.environ.get("ARTIFACT_DIR", DATA_DIR / "artifacts")).resolve()
 EMBEDDING_CACHE_DIR = Path(os.environ.get("EMBEDDING_CACHE_DIR", DATA_DIR / "embedding-cache")).resolve()
+# Where training runs: "auto" uses CUDA when the worker sees a GPU, else the CPU; or "cpu", "cuda", "cuda:N".
+TRAINING_DEVICE = os.environ.get("TRAINING_DEVICE", "auto")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -165,7 +165,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         status=ModelVersion.Status.FAILED, finished_at=timezone.now())
     version = _new_version(project, job, snapshot)
     cache = _embedding_cache()
-    config = TrainConfig(mode=params.get("mode", "auto"), encoder=_encoder_config(project), seed=0)
+    config = TrainConfig(mode=params.get("mode", "auto"), encoder=_encoder_config(project), seed=0,
+                         device=settings.TRAINING_DEVICE)
     mode = config.resolve_mode(n)
     ModelVersion.objects.filter(pk=version.pk).update(mode=mode)
     try:
