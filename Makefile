@@ -37,6 +37,9 @@ test: install services
 	DEBUG=0 SECRET_KEY=test-only-secret DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	  ARTIFACT_DIR=$(CURDIR)/var/test-artifacts $(BIN)/pytest $(PYTEST_ARGS)
 
+contract: install
+	bin/contract
+
 lint: install
 	$(BIN)/ruff check annotator training tests bench
 

@@ -175,7 +175,11 @@ def main() -> None:
             assert final["status"] == "succeeded", final
             score_job = Job.objects.get(parent_id=job["id"], kind="score")
             rebuild_job = Job.objects.get(parent_id=job["id"], kind="queue_rebuild")
-            stages = {k: v for k, v in final["timings"].items() if k != "total_s"}
+            # The timings come back from a jsonb column, which does not keep key order: put the job's order back.
+            order = ["snapshot", "loading", "split", "preparing", "embedding", "training", "evaluating",
+                     "calibrating", "noise", "saving", "promotion", "done"]
+            stages = dict(sorted(((k, v) for k, v in final["timings"].items() if k != "total_s"),
+                                 key=lambda kv: order.index(kv[0][:-2]) if kv[0][:-2] in order else len(order)))
             stages["scoring (Celery, chunks)_s"] = score_job.timings.get("total_s")
             stages["queue rebuild_s"] = rebuild_job.timings.get("total_s")
             results["cycle"] = {"total_s": cycle, "stages": stages, "mode": final["result"].get("mode")}
