@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
 import redis
 from django.conf import settings
 from django.utils import timezone
@@ -23,8 +22,8 @@ def _rebuild_messages(client: redis.Redis, train_job_id: int) -> list[bytes]:
     return found
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_scoring_job_with_every_chunk_done_but_never_closed_is_closed_and_the_rebuild_sent(project):
+def test_a_scoring_job_with_every_chunk_done_but_never_closed_is_closed_and_the_rebuild_sent(no_shared_worker, project):
+    # No worker runs: none may take the rebuild message, nor sweep these jobs itself.
     stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 30)
     train = Job.objects.create(project=project, kind=Job.Kind.TRAIN, status=Job.Status.RUNNING,
                                started_at=stale, heartbeat_at=stale)
