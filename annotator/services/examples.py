@@ -90,7 +90,8 @@ class _Errors:
             self.items.append(error)
 
 
-def _unicode_problem(value: str) -> str | None:
+def unicode_problem(value: str) -> str | None:
+    """What stops ``value`` from being stored as PostgreSQL text (a NUL, a lone surrogate), or None."""
     if "\x00" in value:
         return "contains a NUL character"
     try:
@@ -238,7 +239,7 @@ def validate_rows(
         if not isinstance(external_id, str) or not external_id.strip() or len(external_id) > MAX_EXTERNAL_ID:
             errors.add(i, "external_id", f"external_id must be a non-empty string of at most {MAX_EXTERNAL_ID} characters")
             continue
-        if _unicode_problem(external_id):
+        if unicode_problem(external_id):
             errors.add(i, "external_id", "external_id contains a NUL character or invalid Unicode")
             continue
         if external_id in first_index_of:
@@ -325,7 +326,7 @@ def _check_history(value: Any, index: int, labels: _LabelChecker, errors: _Error
         note = item.get("note") or ""
         note = note if isinstance(note, str) else ""
         for name, value in (("user", item["user"]), ("note", note)):
-            problem = _unicode_problem(value)
+            problem = unicode_problem(value)
             if problem:
                 errors.add(index, f"{where}.{name}", f"{name} {problem}")
                 return None

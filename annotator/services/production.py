@@ -12,7 +12,7 @@ from django.db import transaction
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
 from annotator.selectors import project_labels
-from annotator.services.examples import examples_import
+from annotator.services.examples import examples_import, unicode_problem
 from annotator.services.jobs import send_after_commit
 from annotator.services.pipeline import jsonable, save_scores, score_rows
 from annotator.services.queue import queue_add
@@ -50,14 +50,6 @@ def _predictions_out(prediction: Any, names: list[str], multi: bool) -> list[dic
     return out
 
 
-def _has_lone_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def predict_texts(*, project: Project, texts: Any) -> tuple[ModelVersion, list[dict[str, Any]]]:
     if not isinstance(texts, list) or not texts:
         raise InvalidInput([{"field": "texts", "message": "texts must be a non-empty list of strings"}])
@@ -70,10 +62,8 @@ def predict_texts(*, project: Project, texts: Any) -> tuple[ModelVersion, list[d
             errors.append({"index": i, "field": "texts", "message": "each text must be a non-empty string"})
         elif len(text) > limit:
             errors.append({"index": i, "field": "texts", "message": f"text over {limit:,} characters"})
-        elif "\x00" in text:
-            errors.append({"index": i, "field": "texts", "message": "text contains a NUL character"})
-        elif not text.isascii() and _has_lone_surrogate(text):
-            errors.append({"index": i, "field": "texts", "message": "text is not valid Unicode (lone surrogate)"})
+        elif problem := unicode_problem(text):
+            errors.append({"index": i, "field": "texts", "message": f"text {problem}"})
     if errors:
         raise InvalidInput(errors)
     version = serving_version(project)

@@ -10,6 +10,7 @@ from django.db import transaction
 
 from annotator.errors import InvalidInput
 from annotator.models import LabelClass, Membership, Project, Role, Task
+from annotator.services.examples import unicode_problem
 
 MAX_LABELS = 1000
 MAX_LABEL_NAME = 100
@@ -68,7 +69,7 @@ def validate_project_settings(raw: Any, *, base: dict[str, Any] | None = None) -
         elif name == "guidelines":
             if not isinstance(value, str) or len(value) > 50_000:
                 errors.append({"field": field, "message": "must be a string of at most 50,000 characters"})
-            elif "\x00" in value or not value.isascii() and not _encodable(value):
+            elif unicode_problem(value):
                 errors.append({"field": field, "message": "must not contain NUL characters or lone surrogates"})
         elif name == "queue_mix":
             errors.extend(_queue_mix_errors(value, field))
@@ -77,14 +78,6 @@ def validate_project_settings(raw: Any, *, base: dict[str, Any] | None = None) -
     if errors:
         raise InvalidInput(errors)
     return merged
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _queue_mix_errors(value: Any, field: str) -> list[dict[str, Any]]:

