@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
@@ -115,6 +115,20 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
             "model_version": version.number if version else None, "predictions": predictions}
 
 
+_DRIFT_LOCK_SPACE = 0x64726966  # "drif": the advisory-lock namespace of drift checks
+
+
+def _lock_drift_checks(project_id: int) -> None:
+    """Hold the project's drift-check lock until the transaction ends (PostgreSQL advisory lock; SQLite
+    serialises writers by itself)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # The two-key form takes 32-bit keys; ids past that share a lock, which only serialises more.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DRIFT_LOCK_SPACE, project_id % 2**31])
+    else:
+        Project.objects.select_for_update().filter(pk=project_id).exists()
+
+
 def drift_check(project_id: int) -> list[DriftWindow]:
     """Cut every full window of production samples not yet windowed and measure its drift."""
     from training.drift import DriftReference, drift_window
@@ -131,7 +145,10 @@ def drift_check(project_id: int) -> list[DriftWindow]:
     if waiting < size:
         return created
     with transaction.atomic():
-        project = Project.objects.select_for_update().get(pk=project_id)
+        # One drift check per project at a time, but not by locking the project row: the check predicts
+        # whole windows, and pushes update that row (the example counter), so they would wait for it.
+        _lock_drift_checks(project_id)
+        project = Project.objects.get(pk=project_id)
         version = serving_version(project)
         if version is None:
             return created
