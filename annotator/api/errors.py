@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from annotator.errors import ServiceError
+from annotator.services.examples import unicode_problem
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +42,19 @@ def _flatten(detail: Any, field: str | None = None) -> list[dict[str, Any]]:
     return [error]
 
 
-def _unstorable(value: str) -> str | None:
-    if "\x00" in value:
-        return "contains a NUL character (\\u0000), which PostgreSQL cannot store"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid Unicode (a lone surrogate such as \\ud800)"
-    return None
-
-
 def _find_unstorable(value: Any) -> tuple[list[str | int], str] | None:
     """The path to the first string (key or value) that PostgreSQL cannot store, and why."""
     stack: list[tuple[list[str | int], Any]] = [([], value)]
     while stack:
         path, item = stack.pop()
         if isinstance(item, str):
-            problem = _unstorable(item)
+            problem = unicode_problem(item)
             if problem:
                 return path, problem
         elif isinstance(item, dict):
             for key, child in item.items():
-                if isinstance(key, str) and _unstorable(key):
-                    return [*path, key], f"has a key that {_unstorable(key)}"
+                if isinstance(key, str) and unicode_problem(key):
+                    return [*path, key], f"has a key that {unicode_problem(key)}"
                 stack.append(([*path, key], child))
         elif isinstance(item, list | tuple):
             stack.extend(([*path, i], child) for i, child in enumerate(item))

@@ -100,7 +100,7 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
                                  max_rows=MAX_SAMPLES)
         send_after_commit(tasks.check_drift, project.id)
     predictions = None
-    if version is not None and predictor is not None:
+    if version is not None:
         ids = result.ids
         texts = dict(Example.objects.filter(id__in=ids).values_list("id", "text"))
         prediction = predictor.predict([texts[i] for i in ids], with_token_stats=False)
@@ -119,14 +119,12 @@ _DRIFT_LOCK_SPACE = 0x64726966  # "drif": the advisory-lock namespace of drift c
 
 
 def _lock_drift_checks(project_id: int) -> None:
-    """Hold the project's drift-check lock until the transaction ends (PostgreSQL advisory lock; SQLite
+    """Hold the project's drift-check lock until the transaction ends (a PostgreSQL advisory lock; SQLite
     serialises writers by itself)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # The two-key form takes 32-bit keys; ids past that share a lock, which only serialises more.
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DRIFT_LOCK_SPACE, project_id % 2**31])
-    else:
-        Project.objects.select_for_update().filter(pk=project_id).exists()
 
 
 def drift_check(project_id: int) -> list[DriftWindow]:
@@ -134,16 +132,6 @@ def drift_check(project_id: int) -> list[DriftWindow]:
     from training.drift import DriftReference, drift_window
 
     created: list[DriftWindow] = []
-    # Cheap check without a lock first: most pushes do not complete a window, and locking the project
-    # row for them would make every push wait for the drift task.
-    project = Project.objects.get(pk=project_id)
-    last = project.drift_windows.order_by("-sequence").first()
-    size = int(project.setting("drift_window_size"))
-    waiting = Example.objects.filter(
-        project=project, source=Source.PRODUCTION, id__gt=last.last_example_id if last else 0
-    )[:size].count()
-    if waiting < size:
-        return created
     with transaction.atomic():
         # One drift check per project at a time, but not by locking the project row: the check predicts
         # whole windows, and pushes update that row (the example counter), so they would wait for it.
