@@ -51,6 +51,9 @@ class Project(models.Model):
     serving_version = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What the last queue rebuild decided (the effective mix after the adaptive suspect share, the query
+    # strategy, cold start); leases draw reasons in proportion to this mix. Written by the rebuild only.
+    queue_state = models.JSONField(default=dict, blank=True)
     members = models.ManyToManyField(USER_MODEL, through="Membership", related_name="projects")
 
     class Meta:
@@ -90,6 +93,10 @@ class Membership(models.Model):
     user = models.ForeignKey(USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices)
     created_at = models.DateTimeField(auto_now_add=True)
+    # CROWDLAB's estimate of how often this member's labels are right (from the last version trained on
+    # items several people answered); null until there is such a version.
+    annotator_quality = models.FloatField(null=True, blank=True)
+    agreement_with_consensus = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "user"], name="one_membership_per_user")]
@@ -110,6 +117,16 @@ class Example(models.Model):
     # filters need no aggregation. Rewritten only by the annotation services, in the same transaction.
     labels = models.ManyToManyField(LabelClass, through="ExampleLabel", related_name="examples")
     label_source = models.CharField(max_length=20, choices=AnnotationKind.choices, blank=True, default="")
+    # People re-checked the current label (a suspect re-check, a review decision, or agreeing annotators
+    # with overlap) and nothing disagreeing came after: never queued as suspect again until new evidence.
+    # Derived with the current label (services.annotations.settlement_from), in the same transaction.
+    settled = models.BooleanField(default=False)
+    # Distinct people whose latest answer is the current label ("confirmed by N people").
+    confirmations = models.PositiveSmallIntegerField(default=0)
+    # CROWDLAB consensus of several annotators, computed at training time (services.consensus):
+    # {"labels": [...], "quality": float, "through_annotation": id}. It decides the current label until
+    # an answer newer than ``through_annotation`` arrives. Null for items fewer than two people answered.
+    consensus = models.JSONField(null=True, blank=True)
     # Pointer to the newest score, written by the scoring job.
     # No index: nothing looks examples up by their score, and every index slows the bulk import.
     latest_score = models.ForeignKey(
@@ -185,6 +202,8 @@ class ModelVersion(models.Model):
     config = models.JSONField(default=dict, blank=True)
     # Shadow comparison against the serving version at the time this one finished.
     comparison = models.JSONField(default=dict, blank=True)
+    # Agreement of this version's predictions with the previous version's on the stop set (stopping signal).
+    stability = models.JSONField(default=dict, blank=True)
     job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -254,12 +273,16 @@ class QueueItem(models.Model):
         USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     skipped_at = models.DateTimeField(null=True, blank=True)
+    # For an answered suspect: did people change the label ("changed") or keep it ("confirmed")?
+    outcome = models.CharField(max_length=20, blank=True, default="")
     done_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["project", "status", "-priority", "id"], name="queue_next"),
+            # Leases draw each reason's share in priority order.
+            models.Index(fields=["project", "status", "reason", "-priority", "id"], name="queue_next_by_reason"),
             models.Index(fields=["status", "lease_expires_at"], name="queue_lease_expiry"),
         ]
         constraints = [

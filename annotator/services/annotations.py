@@ -2,6 +2,10 @@
 
 The rule (ARCHITECTURE.md): the latest reviewer decision wins; otherwise each annotator's latest answer
 counts once and the most frequent answer wins, the most recent one breaking ties.
+
+Whether the current label is *settled* is derived from the same annotations (:func:`settlement_from`):
+people re-checked it, so the label-noise detector's flag on it is answered and it is not queued as
+``suspect`` again until new evidence arrives.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class Vote:
     user_id: int
     kind: str
     labels: tuple[str, ...]
+    # The answer to a ``suspect`` queue item: someone looked again because the detector doubted the label.
+    recheck: bool = False
 
 
 def current_labels_from(votes: Sequence[Vote]) -> tuple[tuple[str, ...], str]:
@@ -44,6 +50,32 @@ def current_labels_from(votes: Sequence[Vote]) -> tuple[tuple[str, ...], str]:
         if counts[vote.labels] == best:
             return vote.labels, vote.kind
     raise AssertionError("unreachable")
+
+
+def settlement_from(votes: Sequence[Vote], labels: Sequence[str], *, agreeing_people: int) -> int:
+    """How many people confirm the current ``labels`` once they are settled, or 0 while they are open.
+
+    The labels are settled by an answer that gives exactly these labels and is a re-check (the answer to a
+    ``suspect`` queue item), a reviewer decision, or (``agreeing_people`` > 1, i.e. overlap) the answer
+    that makes ``agreeing_people`` distinct people agree; any later answer that disagrees re-opens them
+    (new evidence), and so does a change of the current label (the settling answer no longer matches it).
+
+    Returns the number of distinct people whose latest answer is ``labels`` (at least 1) when settled.
+    """
+    current = tuple(labels)
+    if not current:
+        return 0
+    latest: dict[int, tuple[str, ...]] = {}
+    settled = False
+    for vote in sorted(votes, key=lambda v: v.annotation_id):
+        latest[vote.user_id] = vote.labels
+        if vote.labels != current:
+            settled = False
+        elif vote.recheck or vote.kind == AnnotationKind.REVIEW:
+            settled = True
+        elif agreeing_people > 1 and sum(given == current for given in latest.values()) >= agreeing_people:
+            settled = True
+    return max(1, sum(given == current for given in latest.values())) if settled else 0
 
 
 def label_names_from(project: Project, value: Any, *, field: str = "label") -> list[str]:
@@ -125,19 +157,31 @@ def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> d
     ids = list(example_ids)
     if not ids:
         return {}
-    votes: dict[int, list[Vote]] = defaultdict(list)
-    rows = Annotation.objects.filter(example_id__in=ids).values_list("id", "example_id", "user_id", "kind", "labels")
-    for annotation_id, example_id, user_id, kind, labels in rows:
-        votes[example_id].append(Vote(annotation_id, user_id, kind, tuple(labels)))
+    votes = votes_of(ids)
     known = label_map(project)
+    agreeing = int(project.setting("overlap"))
     ExampleLabel.objects.filter(example_id__in=ids).delete()
     links = []
-    by_source: dict[str, list[int]] = defaultdict(list)
+    by_state: dict[tuple[str, int], list[int]] = defaultdict(list)
+    sources: dict[int, str] = {}
     for example_id in ids:
         labels, source = current_labels_from(votes.get(example_id, []))
-        by_source[source].append(example_id)
+        sources[example_id] = source
+        confirmations = settlement_from(votes.get(example_id, []), labels, agreeing_people=agreeing)
+        by_state[(source, confirmations)].append(example_id)
         links.extend(ExampleLabel(example_id=example_id, label_id=known[name]) for name in labels if name in known)
     ExampleLabel.objects.bulk_create(links)
-    for source, example_ids_ in by_source.items():
-        Example.objects.filter(id__in=example_ids_).update(label_source=source)
-    return {example_id: source for source, members in by_source.items() for example_id in members}
+    for (source, confirmations), members in by_state.items():
+        Example.objects.filter(id__in=members).update(
+            label_source=source, settled=confirmations > 0, confirmations=min(confirmations, 32767))
+    return sources
+
+
+def votes_of(example_ids: list[int]) -> dict[int, list[Vote]]:
+    """Every annotation of these examples as a :class:`Vote`, by example."""
+    votes: dict[int, list[Vote]] = defaultdict(list)
+    rows = Annotation.objects.filter(example_id__in=example_ids).values_list(
+        "id", "example_id", "user_id", "kind", "labels", "queue_item__reason")
+    for annotation_id, example_id, user_id, kind, labels, reason in rows:
+        votes[example_id].append(Vote(annotation_id, user_id, kind, tuple(labels), recheck=reason == "suspect"))
+    return votes

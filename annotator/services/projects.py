@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -16,6 +17,7 @@ MAX_LABELS = 1000
 MAX_LABEL_NAME = 100
 QUEUE_REASONS = ("uncertain", "suspect", "drift", "random")
 TRAIN_MODES = ("auto", "frozen", "gradual", "full", "lora")
+QUERY_STRATEGIES = ("entropy", "margin", "least_confidence", "random")
 
 PROJECT_SETTING_DEFAULTS: dict[str, Any] = {
     "max_text_chars": 20_000,
@@ -28,6 +30,10 @@ PROJECT_SETTING_DEFAULTS: dict[str, Any] = {
     "show_suggestions": True,
     "queue_size": 500,
     "queue_mix": {"uncertain": 0.6, "suspect": 0.25, "drift": 0.1, "random": 0.05},
+    # How the uncertain share is ranked (training.query); entropy is still stored and shown for every item.
+    "query_strategy": "entropy",
+    # Spread each uncertain batch over embedding space (k-means over the top candidates).
+    "diversity": True,
     "train_mode": "auto",
     "max_length": 256,
     "guidelines": "",
@@ -60,12 +66,15 @@ def validate_project_settings(raw: Any, *, base: dict[str, Any] | None = None) -
             low, high = _INT_SETTINGS[name]
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 errors.append({"field": field, "message": f"must be an integer from {low} to {high}"})
-        elif name == "show_suggestions":
+        elif name in ("show_suggestions", "diversity"):
             if not isinstance(value, bool):
                 errors.append({"field": field, "message": "must be true or false"})
         elif name == "train_mode":
             if value not in TRAIN_MODES:
                 errors.append({"field": field, "message": f"must be one of {', '.join(TRAIN_MODES)}"})
+        elif name == "query_strategy":
+            if value not in QUERY_STRATEGIES:
+                errors.append({"field": field, "message": f"must be one of {', '.join(QUERY_STRATEGIES)}"})
         elif name == "guidelines":
             if not isinstance(value, str) or len(value) > 50_000:
                 errors.append({"field": field, "message": "must be a string of at most 50,000 characters"})
@@ -87,7 +96,8 @@ def _queue_mix_errors(value: Any, field: str) -> list[dict[str, Any]]:
     for reason, share in value.items():
         if reason not in QUEUE_REASONS:
             errors.append({"field": f"{field}.{reason}", "message": f"unknown reason; use {', '.join(QUEUE_REASONS)}"})
-        elif not isinstance(share, int | float) or isinstance(share, bool) or not 0 <= share <= 1:
+        elif (not isinstance(share, int | float) or isinstance(share, bool) or not math.isfinite(share)
+              or not 0 <= share <= 1):
             errors.append({"field": f"{field}.{reason}", "message": "must be a number from 0 to 1"})
     if not errors and sum(value.values()) <= 0:
         errors.append({"field": field, "message": "at least one share must be above 0"})
