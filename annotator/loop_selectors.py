@@ -140,20 +140,23 @@ def latest_noise_version(project: Project) -> ModelVersion | None:
 
 
 def noise_report(project: Project, *, label: str | None = None) -> tuple[dict[str, Any], QuerySet[ExampleScore]]:
-    """The report header and the issues (scores of currently labeled examples flagged as issues)."""
+    """The report header and the open issues: scores of currently labeled examples the detector flags and
+    people have not settled. Settled flags (people re-checked the label, ``Example.settled``) are counted
+    apart in the header, with the detector's precision as people measured it."""
+    from annotator.services.queue_policy import detector_precision
+
     version = latest_noise_version(project)
+    detector = detector_precision(project)
+    detector.pop("recent", None)
     if version is None:
-        return ({"model_version": None, "estimated_noise_rate": None, "per_class": []},
-                ExampleScore.objects.none())
+        return ({"model_version": None, "estimated_noise_rate": None, "per_class": [], "settled": 0,
+                 "detector": detector}, ExampleScore.objects.none())
     noise = version.metrics.get("noise", {})
-    issues = (
+    flagged = (
         ExampleScore.objects.filter(model_version=version, is_issue=True)
         .exclude(example__label_source="")
-        # A reviewer's decision settles an example; it leaves the report.
-        .exclude(example__label_source="review")
-        .select_related("example")
-        .order_by("label_quality", "id")
     )
+    issues = flagged.filter(example__settled=False).select_related("example").order_by("label_quality", "id")
     if label:
         issues = issues.filter(example__current_labels__label__name=label)
     header = {
@@ -161,8 +164,31 @@ def noise_report(project: Project, *, label: str | None = None) -> tuple[dict[st
         "estimated_noise_rate": noise.get("estimated_noise_rate"),
         "per_class": noise.get("per_class", []),
         "n_labeled": noise.get("n"),
+        "settled": flagged.filter(example__settled=True).count(),
+        "detector": detector,
+        "suspect_share": (project.queue_state or {}).get("mix", {}).get("suspect"),
     }
     return header, issues
+
+
+def settled_flags(project: Project, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Flags of the latest noise version that people already settled, most confirmed first."""
+    version = latest_noise_version(project)
+    if version is None:
+        return []
+    rows = (
+        ExampleScore.objects.filter(model_version=version, is_issue=True, example__settled=True)
+        .select_related("example").order_by("-example__confirmations", "label_quality", "id")[:limit]
+    )
+    scores = list(rows)
+    given: dict[int, list[str]] = {}
+    for example_id, name in ExampleLabel.objects.filter(example_id__in=[s.example_id for s in scores]).order_by(
+        "label__position"
+    ).values_list("example_id", "label__name"):
+        given.setdefault(example_id, []).append(name)
+    return [{"example_id": s.example_id, "text": s.example.text, "given": given.get(s.example_id, []),
+             "suggested_label": s.suggested_label, "label_quality": s.label_quality,
+             "confirmations": s.example.confirmations} for s in scores]
 
 
 def noise_issues_out(project: Project, scores: list[ExampleScore]) -> list[dict[str, Any]]:

@@ -120,9 +120,9 @@ class Example(models.Model):
     # People re-checked the current label (a suspect re-check, a review decision, or agreeing annotators
     # with overlap) and nothing disagreeing came after: never queued as suspect again until new evidence.
     # Derived with the current label (services.annotations.settlement_from), in the same transaction.
-    settled = models.BooleanField(default=False)
+    settled = models.BooleanField(default=False, db_default=False)  # COPY imports leave it out
     # Distinct people whose latest answer is the current label ("confirmed by N people").
-    confirmations = models.PositiveSmallIntegerField(default=0)
+    confirmations = models.PositiveSmallIntegerField(default=0, db_default=0)
     # CROWDLAB consensus of several annotators, computed at training time (services.consensus):
     # {"labels": [...], "quality": float, "through_annotation": id}. It decides the current label until
     # an answer newer than ``through_annotation`` arrives. Null for items fewer than two people answered.

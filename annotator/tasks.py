@@ -75,7 +75,7 @@ def _fail_scoring(score_job_id: int, error: BaseException) -> None:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def rebuild_queue(train_job_id: int) -> None:
-    from annotator.services.pipeline import rebuild_queue as run
+    from annotator.services.queue_policy import rebuild_queue as run
 
     try:
         run(train_job_id)

@@ -96,12 +96,68 @@ def multilabel_uncertainty_scores(probs: np.ndarray) -> np.ndarray:
     return np.clip(bits.mean(axis=1), 0.0, 1.0)
 
 
+def multilabel_margin_scores(probs: np.ndarray) -> np.ndarray:
+    """One minus the distance of the most undecided class from its 0.5 threshold, doubled.
+
+    Parameters
+    ----------
+    probs : np.ndarray, shape (n, k), independent per-class probabilities (sigmoid outputs)
+
+    Returns
+    -------
+    np.ndarray, shape (n,), in [0, 1]
+        1 when some class sits at 0.5, 0 when every class is 0 or 1.
+    """
+    p = _as_probs(probs)
+    if p.shape[1] == 0:
+        return np.zeros(p.shape[0])
+    return np.clip(1.0 - 2.0 * np.abs(p - 0.5).min(axis=1), 0.0, 1.0)
+
+
+def multilabel_least_confidence_scores(probs: np.ndarray) -> np.ndarray:
+    """One minus the mean per-class confidence ``max(p, 1 - p)``, doubled.
+
+    Parameters
+    ----------
+    probs : np.ndarray, shape (n, k), independent per-class probabilities (sigmoid outputs)
+
+    Returns
+    -------
+    np.ndarray, shape (n,), in [0, 1]
+    """
+    p = _as_probs(probs)
+    if p.shape[1] == 0:
+        return np.zeros(p.shape[0])
+    return np.clip(2.0 * (1.0 - np.maximum(p, 1.0 - p).mean(axis=1)), 0.0, 1.0)
+
+
 STRATEGIES: dict[str, Scorer] = {
     "entropy": entropy_scores,
     "margin": margin_scores,
     "least_confidence": least_confidence_scores,
     "multilabel_entropy": multilabel_uncertainty_scores,
+    "multilabel_margin": multilabel_margin_scores,
+    "multilabel_least_confidence": multilabel_least_confidence_scores,
 }
+
+
+def strategy_for(name: str, *, multi_label: bool) -> str:
+    """The ``STRATEGIES`` key of a project's ``query_strategy`` for its task.
+
+    Parameters
+    ----------
+    name : {"entropy", "margin", "least_confidence"}
+    multi_label : bool
+        Multi-label projects score independent sigmoids: their variants of the same idea.
+
+    Returns
+    -------
+    str
+    """
+    key = f"multilabel_{name}" if multi_label and name in ("entropy", "margin", "least_confidence") else name
+    if key not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of entropy, margin, least_confidence")
+    return key
 
 
 def score(strategy: str, probs: np.ndarray) -> np.ndarray:
@@ -109,7 +165,8 @@ def score(strategy: str, probs: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    strategy : {"entropy", "margin", "least_confidence", "multilabel_entropy"}
+    strategy : str
+        A key of ``STRATEGIES``.
     probs : np.ndarray, shape (n, k)
 
     Returns
@@ -262,3 +319,114 @@ def select_batch(
         rest = np.setdiff1d(np.arange(candidates.size), chosen)
         chosen = np.sort(np.concatenate([chosen, rest[: n - chosen.size]]))
     return candidates[chosen]
+
+
+def ranked_batches(
+    probs: np.ndarray,
+    n: int,
+    *,
+    strategy: str = "entropy",
+    embeddings: np.ndarray | None = None,
+    diverse: bool = True,
+    block: int = 25,
+    candidate_factor: int = 10,
+    seed: int = 0,
+) -> np.ndarray:
+    """Order ``n`` items so that every prefix is a good batch: informative first, and diverse.
+
+    A queue is drained from the front a few items at a time, so one diverse set of ``n`` ordered by
+    uncertainty would hand the first annotator the most uncertain members of it, which crowd into the same
+    confusing region. Instead the order is built block by block: each block of ``block`` items is
+    :func:`select_batch` (the ``candidate_factor * block`` most uncertain items still free, clustered) over
+    what earlier blocks left. Without ``diverse`` or ``embeddings`` it is the plain ranking.
+
+    Parameters
+    ----------
+    probs : np.ndarray, shape (m, k)
+    n : int
+        How many items to order (capped at ``m``).
+    strategy : str
+        A key of ``STRATEGIES``.
+    embeddings : np.ndarray, shape (m, d), optional
+    diverse : bool
+    block : int
+        Items per diverse block (>= 1).
+    candidate_factor : int
+    seed : int
+
+    Returns
+    -------
+    np.ndarray, shape (min(n, m),) int
+        Distinct pool indices, in the order they should be offered.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    m = p.shape[0]
+    n = min(int(n), m)
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if not diverse or embeddings is None:
+        return rank_by_uncertainty(score(strategy, p), p)[:n]
+    x = np.asarray(embeddings)
+    if x.shape[0] != m:
+        raise ValueError(f"{x.shape[0]} embeddings for {m} probability rows")
+    free = np.arange(m)
+    order: list[np.ndarray] = []
+    taken = 0
+    step = 0
+    while taken < n:
+        size = min(max(1, int(block)), n - taken)
+        picked = free[select_batch(p[free], size, strategy=strategy, embeddings=x[free], diverse=True,
+                                   candidate_factor=candidate_factor, seed=seed + step)]
+        order.append(picked)
+        taken += picked.size
+        free = np.setdiff1d(free, picked, assume_unique=True)
+        step += 1
+    return np.concatenate(order)
+
+
+def representative_sample(embeddings: np.ndarray, n: int, *, seed: int = 0) -> np.ndarray:
+    """``n`` items that cover embedding space, for a cold start when the model's uncertainty means little.
+
+    k-means with ``n`` clusters on L2-normalised embeddings (mini-batch k-means on large pools); each
+    cluster gives the item nearest its centre. The largest clusters come first, so a short prefix covers
+    the densest regions.
+
+    Parameters
+    ----------
+    embeddings : np.ndarray, shape (m, d)
+    n : int
+        Sample size (capped at ``m``).
+    seed : int
+
+    Returns
+    -------
+    np.ndarray, shape (min(n, m),) int
+        Distinct indices.
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    m = x.shape[0]
+    n = min(int(n), m)
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if n == m:
+        return np.arange(m)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if m > 10_000:
+            model = MiniBatchKMeans(n_clusters=n, n_init=1, random_state=seed, batch_size=4096).fit(x)
+        else:
+            model = KMeans(n_clusters=n, n_init=1, random_state=seed).fit(x)
+    distance = np.linalg.norm(x - model.cluster_centers_[model.labels_], axis=1)
+    sizes = np.bincount(model.labels_, minlength=n)
+    chosen: list[int] = []
+    for cluster in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(model.labels_ == cluster)
+        if members.size:
+            chosen.append(int(members[np.argmin(distance[members])]))
+    if len(chosen) < n:  # exact duplicates leave clusters empty: fill from the rest in index order
+        rest = np.setdiff1d(np.arange(m), chosen)
+        chosen.extend(int(i) for i in rest[: n - len(chosen)])
+    return np.asarray(chosen, dtype=np.int64)

@@ -4,7 +4,7 @@ A train job runs these stages, writing progress to its job row:
 
     snapshot -> split -> train (training.train) -> calibrate -> evaluate -> out-of-sample probabilities
     -> label noise (cleanlab) -> artifact + drift reference -> ModelVersion -> promotion decision
-    -> score chunks (scoring queue, several workers) -> queue rebuild -> job succeeded
+    -> score chunks (scoring queue, several workers) -> queue rebuild (services.queue_policy) -> job succeeded
 
 A failure anywhere leaves the serving version and every label untouched: the version row is marked
 failed, the partial artifact directory is never referenced.
@@ -36,11 +36,9 @@ from annotator.models import (
     Job,
     ModelVersion,
     Project,
-    QueueItem,
 )
 from annotator.selectors import project_labels
 from annotator.services.jobs import JobReporter, job_create, job_finish, send_after_commit
-from annotator.services.queue import queue_add
 from annotator.serving import artifact_root, predictor_for, version_dir
 
 log = logging.getLogger(__name__)
@@ -535,82 +533,6 @@ def finish_scoring(score_job_id: int) -> None:
     job = job_finish(score_job_id, Job.Status.SUCCEEDED, message="scored")
     Job.objects.filter(pk=job.parent_id).update(heartbeat_at=timezone.now())
     send_after_commit(tasks.rebuild_queue, job.parent_id)
-
-
-# --- queue rebuild ---------------------------------------------------------------------------------------
-def rebuild_queue(train_job_id: int) -> None:
-    """Refill the pending queue from the newest scores with the project's mix of reasons, then finish
-    the train job."""
-    from training.query import select_batch
-
-    train_job = Job.objects.select_related("project").get(pk=train_job_id)
-    if train_job.status in Job.FINISHED:
-        return
-    project = train_job.project
-    version = ModelVersion.objects.get(pk=train_job.result["model_version_id"])
-    size = int(project.setting("queue_size"))
-    mix = project.setting("queue_mix")
-    total_share = sum(mix.values()) or 1.0
-    quota = {reason: int(math.floor(size * share / total_share)) for reason, share in mix.items()}
-    rebuild_job = job_create(project=project, kind=Job.Kind.QUEUE_REBUILD, parent=train_job,
-                             params={"model_version_id": version.id, "quota": quota})
-    Job.objects.filter(pk=rebuild_job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
-    scores = ExampleScore.objects.filter(model_version=version)
-    rng = np.random.default_rng(version.number)
-    picked: dict[str, list[tuple[int, float, str]]] = {}
-    taken: set[int] = set()
-
-    # suspect: labeled examples cleanlab flags, worst label quality first
-    suspects = list(scores.filter(is_issue=True).exclude(example__label_source="review")
-                    .order_by("label_quality").values_list("example_id", "label_quality", "suggested_label")
-                    [: quota.get("suspect", 0)])
-    picked["suspect"] = [(eid, 1.0 + (1.0 - (q or 0.0)), f"label quality {q:.2f}; the model suggests {s or '?'}")
-                         for eid, q, s in suspects]
-    taken.update(eid for eid, _, _ in picked["suspect"])
-
-    unlabeled = list(scores.filter(example__label_source="").values_list(
-        "example_id", "probs", "entropy", "example__source"))
-    # drift: uncertain production samples (drift windows add theirs as they arrive)
-    production = sorted((r for r in unlabeled if r[3] == "production"), key=lambda r: -r[2])
-    picked["drift"] = [(eid, 0.5 + ent, f"production sample the model is unsure about (entropy {ent:.2f})")
-                       for eid, _, ent, _ in production[: quota.get("drift", 0)]]
-    taken.update(eid for eid, _, _ in picked["drift"])
-
-    pool = [r for r in unlabeled if r[0] not in taken]
-    n_uncertain = min(quota.get("uncertain", 0), len(pool))
-    if n_uncertain:
-        probs = np.array([r[1] for r in pool], dtype=np.float64)
-        embeddings_by_id = load_pool_embeddings(version)
-        have = all(r[0] in embeddings_by_id for r in pool)
-        embeddings = np.vstack([embeddings_by_id[r[0]] for r in pool]).astype(np.float32) if have else None
-        chosen = select_batch(probs, n_uncertain, strategy="entropy", embeddings=embeddings,
-                              diverse=embeddings is not None, seed=version.number)
-        picked["uncertain"] = [(pool[i][0], float(pool[i][2]),
-                                f"the model is unsure (entropy {pool[i][2]:.2f}); picked for a diverse batch")
-                               for i in chosen]
-        taken.update(eid for eid, _, _ in picked["uncertain"])
-    rest = [r[0] for r in unlabeled if r[0] not in taken]
-    n_random = min(quota.get("random", 0), len(rest))
-    picked["random"] = [(int(eid), 0.0, "a random example, for an unbiased estimate of quality")
-                        for eid in rng.choice(rest, size=n_random, replace=False)] if n_random else []
-
-    with transaction.atomic():
-        # Pending items of older rebuilds give way; leased ones stay with their annotators, and items a
-        # reviewer sent (no model version) or a drift alert routed stay too.
-        QueueItem.objects.filter(project=project, status=QueueItem.Status.PENDING, model_version__isnull=False).exclude(
-            reason=QueueItem.Reason.DRIFT).update(status=QueueItem.Status.CANCELLED)
-        created = {}
-        for reason, items in picked.items():
-            created[reason] = 0
-            for example_id, priority, explanation in items:
-                created[reason] += queue_add(project=project, examples=[example_id], reason=reason,
-                                             priority=priority, explanation=explanation,
-                                             model_version_id=version.id)
-    job_finish(rebuild_job.pk, Job.Status.SUCCEEDED, message="queue rebuilt", result={"created": created})
-    result = {**train_job.result, "queue": created}
-    job_finish(train_job.pk, Job.Status.SUCCEEDED, result=result,
-               message=f"v{version.number} trained{' and promoted' if result.get('promoted') else ''}; "
-                       f"queue: {sum(created.values())} items")
 
 
 def jsonable(value: Any) -> Any:

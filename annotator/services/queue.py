@@ -1,9 +1,11 @@
 """The review queue: leasing, submitting, skipping. Locks live here and only here.
 
-Leasing takes the highest-priority pending items with ``SELECT ... FOR UPDATE SKIP LOCKED`` (as Label
-Studio's next_task does), so concurrent annotators never receive the same item; an expired lease goes
-back to pending when the next lease is asked for. Overlap: an example may have several queue items (slots), and one annotator never gets
-two slots of one example.
+Leasing takes pending items with ``SELECT ... FOR UPDATE SKIP LOCKED`` (as Label Studio's next_task does),
+so concurrent annotators never receive the same item; an expired lease goes back to pending when the next
+lease is asked for. A lease of n items draws reasons in proportion to the project's effective queue mix
+(smooth weighted round robin, :func:`interleave`); priority orders items only within a reason, and when a
+reason runs out the others fill in. Overlap: an example may have several queue items (slots), and one
+annotator never gets two slots of one example.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotator.errors import Conflict, InvalidInput, NotFound
-from annotator.models import Annotation, AnnotationKind, Example, Project, QueueItem
+from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Project, QueueItem
 from annotator.services.annotations import annotation_create, labels_from_payload
 
 MAX_LEASE_BATCH = 100
@@ -31,8 +33,37 @@ def release_expired(project: Project, now) -> int:  # noqa: ANN001
     ).update(status=QueueItem.Status.PENDING, leased_by=None, lease_expires_at=None)
 
 
+def interleave(shares: dict[str, float], available: dict[str, int], n: int) -> list[str]:
+    """The reasons of ``n`` slots, by smooth weighted round robin over ``shares``.
+
+    Each slot goes to the reason furthest behind its share, so every prefix of the sequence is close to the
+    mix (a lease of 50 with 0.6/0.25/0.1/0.05 gives 30/12/5/3). A reason with nothing left drops out and
+    the others fill in; reasons with a zero share are used only when every other one is empty.
+    """
+    left = {reason: count for reason, count in available.items() if count > 0}
+    credit = dict.fromkeys(left, 0.0)
+    sequence: list[str] = []
+    while len(sequence) < n and left:
+        weighted = {reason: shares.get(reason, 0.0) for reason in left if shares.get(reason, 0.0) > 0}
+        if not weighted:  # only zero-share reasons remain: equal turns
+            weighted = dict.fromkeys(left, 1.0)
+        total = sum(weighted.values())
+        for reason, weight in weighted.items():
+            credit[reason] += weight
+        best = max(weighted, key=lambda reason: (credit[reason], weighted[reason]))
+        credit[best] -= total
+        sequence.append(best)
+        left[best] -= 1
+        if left[best] == 0:
+            del left[best]
+    return sequence
+
+
 def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> list[QueueItem]:
-    """Lease up to ``n`` items to ``user`` (items they already hold first, renewed)."""
+    """Lease up to ``n`` items to ``user`` (items they already hold first, renewed), the fresh ones drawn
+    across reasons in proportion to the queue mix."""
+    from annotator.services.queue_policy import REASONS, lease_mix
+
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_LEASE_BATCH:
         raise InvalidInput([{"field": "n", "message": f"n must be an integer from 1 to {MAX_LEASE_BATCH}"}])
     now = timezone.now()
@@ -46,28 +77,40 @@ def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> lis
         fresh: list[QueueItem] = []
         if len(held) < n:
             release_expired(project, now)
-            # Pending items in priority order straight from the (project, status, -priority, id) index.
-            candidates = (
+            want = n - len(held)
+            pending = (
                 QueueItem.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(project=project, status=QueueItem.Status.PENDING)
                 .exclude(example_id__in=[item.example_id for item in held])
                 .exclude(skipped_by=user, skipped_at__gte=now - SKIP_COOLDOWN)
-                .order_by("-priority", "id")
             )
             if int(project.setting("overlap")) > 1:
                 # With overlap, one annotator still answers each example once.
-                candidates = candidates.exclude(example__annotations__user=user).exclude(
+                pending = pending.exclude(example__annotations__user=user).exclude(
                     example_id__in=QueueItem.objects.filter(
                         project=project, leased_by=user, status=QueueItem.Status.LEASED, lease_expires_at__gte=now
                     ).values("example_id")
                 )
+            # Each reason's best items straight from the (project, status, reason, -priority, id) index.
             seen_examples = {item.example_id for item in held}
-            for item in candidates[: (n - len(held)) * 3]:
-                if item.example_id in seen_examples:
+            by_reason: dict[str, list[QueueItem]] = {}
+            for reason in REASONS:
+                items_of_reason = []
+                for item in pending.filter(reason=reason).order_by("-priority", "id")[: want * 2]:
+                    if item.example_id not in seen_examples:
+                        items_of_reason.append(item)
+                by_reason[reason] = items_of_reason
+            taken_examples: set[int] = set(seen_examples)
+            cursor = dict.fromkeys(REASONS, 0)
+            for reason in interleave(lease_mix(project), {r: len(v) for r, v in by_reason.items()}, want * 2):
+                # Skip a second slot of an example already taken (it may sit under two reasons).
+                item = by_reason[reason][cursor[reason]]
+                cursor[reason] += 1
+                if item.example_id in taken_examples:
                     continue
-                seen_examples.add(item.example_id)
+                taken_examples.add(item.example_id)
                 fresh.append(item)
-                if len(held) + len(fresh) == n:
+                if len(fresh) == want:
                     break
         items = held + fresh
         for item in items:
@@ -110,16 +153,21 @@ def queue_submit(*, user: AbstractBaseUser, item_id: Any, data: dict[str, Any]) 
         _require_lease(item, user)
         labels = labels_from_payload(item.project, data)
         note = data.get("note") or ""
-        kind = AnnotationKind.RELABEL if item.reason == QueueItem.Reason.SUSPECT else None
+        suspect = item.reason == QueueItem.Reason.SUSPECT
+        if suspect:
+            # The detector doubted the current label: this answer says whether it was an error.
+            doubted = set(ExampleLabel.objects.filter(example_id=item.example_id).values_list("label__name", flat=True))
+            item.outcome = "confirmed" if doubted == set(labels) else "changed"
         item.example.project = item.project
         annotation = annotation_create(
-            example=item.example, user=user, labels=labels, kind=kind, note=note, queue_item_id=item.id
+            example=item.example, user=user, labels=labels, kind=AnnotationKind.RELABEL if suspect else None,
+            note=note, queue_item_id=item.id,
         )
         item.status = QueueItem.Status.DONE
         item.done_by = user
         item.done_at = timezone.now()
         item.lease_expires_at = None
-        item.save(update_fields=["status", "done_by", "done_at", "lease_expires_at"])
+        item.save(update_fields=["status", "done_by", "done_at", "lease_expires_at", "outcome"])
     return annotation
 
 
@@ -166,3 +214,27 @@ def queue_add(
     ]
     QueueItem.objects.bulk_create(items, batch_size=2000, ignore_conflicts=True)
     return len(items)
+
+
+def queue_add_many(
+    *, project: Project, reason: str, items: list[tuple[int, float, str]], model_version_id: int | None = None,
+) -> int:
+    """Queue ``(example_id, priority, explanation)`` items of one reason in bulk (one item per overlap slot);
+    examples with an open item in a slot are left alone. Returns the number of items created."""
+    if not items:
+        return 0
+    overlap = int(project.setting("overlap"))
+    ids = [example_id for example_id, _, _ in items]
+    open_slots = set(
+        QueueItem.objects.filter(
+            example_id__in=ids, status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED]
+        ).values_list("example_id", "slot")
+    )
+    rows = [
+        QueueItem(project=project, example_id=example_id, reason=reason, priority=priority, slot=slot,
+                  explanation=explanation[:300], model_version_id=model_version_id)
+        for example_id, priority, explanation in items for slot in range(overlap)
+        if (example_id, slot) not in open_slots
+    ]
+    created = QueueItem.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+    return len(created)

@@ -48,6 +48,7 @@ def _report_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "label": label,
         "page": page,
         "rows": page_selectors.noise_issue_rows(project, list(page.object_list)),
+        "settled_rows": loop_selectors.settled_flags(project),
         "per_class_chart": charts.bar_chart(
             [row["label"] for row in per_class], [row.get("estimated_noise_rate") for row in per_class],
             title="Estimated noise rate per class", empty="No noise estimate yet",

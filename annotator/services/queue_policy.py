@@ -1,0 +1,307 @@
+"""What goes into the review queue after a new version is scored, and in what proportions.
+
+The rebuild (last stage of a train job) refills the pending queue from the new version's scores:
+
+- ``suspect``: labeled examples the label-noise detector flags, worst label quality first, **except settled
+  ones** (people re-checked them; see ``services.annotations.settlement_from``).
+- ``drift``: unlabeled production samples the model is least sure about.
+- ``uncertain``: unlabeled examples ranked by the project's ``query_strategy`` (entropy, margin, least
+  confidence, or random), in diverse blocks (``diversity``) so that any lease from the front is both
+  informative and spread over embedding space. Cold start (too few labels, or a model near chance):
+  representative (k-means) sampling alone.
+- ``random``: a uniform sample, for an unbiased estimate of quality.
+- With overlap > 1, ``suspect`` and ``uncertain`` are ranked together by ActiveLab (another label for a
+  labeled item against a first label for an unlabeled one, on one scale).
+
+The **effective mix** it writes to ``Project.queue_state`` is the configured ``queue_mix`` with the suspect
+share adapted to the detector's measured precision (:func:`adaptive_suspect_share`); leases draw reasons in
+proportion to it (``services.queue.queue_lease``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from annotator.models import ExampleScore, Job, ModelVersion, Project, QueueItem
+from annotator.services.jobs import job_create, job_finish
+from annotator.services.queue import queue_add_many
+
+REASONS = ("uncertain", "suspect", "drift", "random")
+# The detector's precision is measured over this many of the latest answered suspects ...
+DETECTOR_WINDOW = 100
+# ... and steers the suspect share once at least this many were answered.
+DETECTOR_MIN_REVIEWED = 10
+# At this precision the configured suspect share holds; the share scales linearly with precision around it,
+SUSPECT_PRECISION_PIVOT = 0.5
+# never below this floor (so the detector keeps being measured) nor above the ceiling.
+SUSPECT_SHARE_FLOOR = 0.02
+SUSPECT_SHARE_CEILING = 0.5
+# Cold start: fewer labels than this per class on average, or a validation macro-F1 within this of chance.
+COLD_START_LABELS_PER_CLASS = 10
+COLD_START_NEAR_CHANCE = 0.05
+# Items per diverse block of the uncertain share (about one lease's worth of uncertain items).
+DIVERSE_BLOCK = 25
+
+
+# --- the detector and the mix ---------------------------------------------------------------------------
+def detector_precision(project: Project) -> dict[str, Any]:
+    """The label-noise detector as people measured it: of the answered ``suspect`` items, how many had
+    their label changed (a confirmed error). Overall, per model version (that flagged them) and over the
+    latest ``DETECTOR_WINDOW`` answers (what steers the suspect share)."""
+    answered = QueueItem.objects.filter(
+        project=project, reason=QueueItem.Reason.SUSPECT, status=QueueItem.Status.DONE
+    ).exclude(outcome="")
+    changed = Q(outcome="changed")
+    per_version = [
+        {"model_version": number, "reviewed": n, "confirmed_errors": errors, "precision": _ratio(errors, n)}
+        for number, n, errors in answered.values_list("model_version__number")
+        .annotate(n=Count("id"), errors=Count("id", filter=changed)).order_by("model_version__number")
+        .values_list("model_version__number", "n", "errors")
+    ]
+    reviewed = sum(row["reviewed"] for row in per_version)
+    errors = sum(row["confirmed_errors"] for row in per_version)
+    recent = list(answered.order_by("-done_at", "-id").values_list("outcome", flat=True)[:DETECTOR_WINDOW])
+    recent_errors = sum(outcome == "changed" for outcome in recent)
+    return {
+        "reviewed": reviewed, "confirmed_errors": errors, "precision": _ratio(errors, reviewed),
+        "recent": {"reviewed": len(recent), "confirmed_errors": recent_errors,
+                   "precision": _ratio(recent_errors, len(recent))},
+        "per_version": per_version,
+    }
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def adaptive_suspect_share(configured: float, *, reviewed: int, confirmed_errors: int) -> float:
+    """The suspect share of the next queue, from the detector's precision over its latest answers.
+
+    Until ``DETECTOR_MIN_REVIEWED`` suspects were answered the configured share holds. Then
+    ``share = configured * precision / SUSPECT_PRECISION_PIVOT``, kept between
+    ``min(configured, SUSPECT_SHARE_FLOOR)`` and ``min(SUSPECT_SHARE_CEILING, 2 * configured)``: when people
+    confirm 9 of 10 flagged labels (precision 0.1), a configured 0.25 becomes 0.05 and the budget goes to
+    first labels; when most flags are real errors, re-checks get up to twice their configured share.
+    """
+    if configured <= 0 or reviewed < DETECTOR_MIN_REVIEWED:
+        return configured
+    precision = confirmed_errors / reviewed
+    share = configured * precision / SUSPECT_PRECISION_PIVOT
+    return float(min(max(share, min(configured, SUSPECT_SHARE_FLOOR)), min(SUSPECT_SHARE_CEILING, 2 * configured)))
+
+
+def effective_mix(project: Project, detector: dict[str, Any]) -> dict[str, float]:
+    """The configured mix (normalised) with the adaptive suspect share; the other shares fill the rest in
+    their configured proportions."""
+    configured = {reason: float(project.setting("queue_mix").get(reason, 0.0)) for reason in REASONS}
+    total = sum(configured.values()) or 1.0
+    configured = {reason: share / total for reason, share in configured.items()}
+    recent = detector["recent"]
+    suspect = adaptive_suspect_share(configured["suspect"], reviewed=recent["reviewed"],
+                                     confirmed_errors=recent["confirmed_errors"])
+    others = sum(share for reason, share in configured.items() if reason != "suspect")
+    mix = {}
+    for reason, share in configured.items():
+        if reason == "suspect":
+            mix[reason] = suspect
+        elif others > 0:
+            mix[reason] = share / others * (1.0 - suspect)
+        else:  # only suspects configured: whatever the detector gives up goes to uncertain items
+            mix[reason] = (1.0 - suspect) if reason == "uncertain" else 0.0
+    return {reason: round(share, 6) for reason, share in mix.items()}
+
+
+def lease_mix(project: Project) -> dict[str, float]:
+    """The shares leases draw by: the last rebuild's effective mix, else the configured one."""
+    mix = (project.queue_state or {}).get("mix") or project.setting("queue_mix")
+    return {reason: float(mix.get(reason, 0.0)) for reason in REASONS}
+
+
+def is_cold_start(version: ModelVersion, n_classes: int) -> tuple[bool, str]:
+    """Whether uncertainty is not worth trusting yet, and why."""
+    n_labeled = int((version.snapshot or {}).get("n_labeled") or version.n_train or 0)
+    if n_labeled < COLD_START_LABELS_PER_CLASS * n_classes:
+        return True, f"{n_labeled} labels for {n_classes} classes (fewer than {COLD_START_LABELS_PER_CLASS} per class)"
+    f1 = (version.metrics or {}).get("macro_f1")
+    chance = 1.0 / max(n_classes, 2)
+    if f1 is not None and f1 <= chance + COLD_START_NEAR_CHANCE:
+        return True, f"validation macro-F1 {f1:.2f} is near chance ({chance:.2f})"
+    return False, ""
+
+
+# --- the rebuild ----------------------------------------------------------------------------------------
+def rebuild_queue(train_job_id: int) -> None:
+    """Refill the pending queue from the newest scores with the project's effective mix, then finish the
+    train job."""
+    train_job = Job.objects.select_related("project").get(pk=train_job_id)
+    if train_job.status in Job.FINISHED:
+        return
+    project = train_job.project
+    version = ModelVersion.objects.get(pk=train_job.result["model_version_id"])
+    detector = detector_precision(project)
+    mix = effective_mix(project, detector)
+    size = int(project.setting("queue_size"))
+    quota = {reason: int(math.floor(size * share)) for reason, share in mix.items()}
+    rebuild_job = job_create(project=project, kind=Job.Kind.QUEUE_REBUILD, parent=train_job,
+                             params={"model_version_id": version.id, "quota": quota, "mix": mix})
+    Job.objects.filter(pk=rebuild_job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
+    picked, state = pick_items(project, version, quota)
+    state.update({"mix": mix, "configured_mix": project.setting("queue_mix"), "detector": detector,
+                  "model_version": version.number, "rebuilt_at": timezone.now().isoformat()})
+
+    with transaction.atomic():
+        # Pending items of older rebuilds give way; leased ones stay with their annotators, and items a
+        # reviewer sent (no model version) or a drift alert routed stay too.
+        QueueItem.objects.filter(project=project, status=QueueItem.Status.PENDING, model_version__isnull=False).exclude(
+            reason=QueueItem.Reason.DRIFT).update(status=QueueItem.Status.CANCELLED)
+        created = {reason: queue_add_many(project=project, reason=reason, items=items, model_version_id=version.id)
+                   for reason, items in picked.items()}
+        Project.objects.filter(pk=project.pk).update(queue_state={**state, "created": created})
+    job_finish(rebuild_job.pk, Job.Status.SUCCEEDED, message="queue rebuilt",
+               result={"created": created, "mix": mix, "strategy": state["strategy"]})
+    result = {**train_job.result, "queue": created}
+    job_finish(train_job.pk, Job.Status.SUCCEEDED, result=result,
+               message=f"v{version.number} trained{' and promoted' if result.get('promoted') else ''}; "
+                       f"queue: {sum(created.values())} items")
+
+
+Item = tuple[int, float, str]  # example id, priority (orders items within a reason), explanation
+
+
+def pick_items(project: Project, version: ModelVersion,
+               quota: dict[str, int]) -> tuple[dict[str, list[Item]], dict[str, Any]]:
+    """The items of each reason, best first, and what was decided (strategy, cold start)."""
+    from training.query import random_batch
+
+    names_count = project.label_classes.count()
+    multi = project.is_multi_label
+    scores = ExampleScore.objects.filter(model_version=version)
+    show = bool(project.setting("show_suggestions"))
+    picked: dict[str, list[Item]] = {reason: [] for reason in REASONS}
+    taken: set[int] = set()
+
+    unlabeled = list(scores.filter(example__label_source="").values_list(
+        "example_id", "probs", "entropy", "example__source"))
+    production = sorted((r for r in unlabeled if r[3] == "production"), key=lambda r: -r[2])
+    picked["drift"] = [(eid, 1.0 - rank / max(len(production), 1),
+                        f"production sample the model is unsure about (entropy {ent:.2f})")
+                       for rank, (eid, _, ent, _) in enumerate(production[: quota.get("drift", 0)])]
+    taken.update(eid for eid, _, _ in picked["drift"])
+
+    overlap = int(project.setting("overlap"))
+    strategy = project.setting("query_strategy")
+    diverse = bool(project.setting("diversity"))
+    cold, cold_reason = is_cold_start(version, names_count)
+    state: dict[str, Any] = {"strategy": strategy, "diversity": diverse, "cold_start": cold,
+                             "cold_start_reason": cold_reason, "ranking": "activelab" if overlap > 1 else "mix"}
+
+    if overlap > 1:
+        picked_together = _activelab_items(project, version, [r for r in unlabeled if r[0] not in taken],
+                                           quota.get("suspect", 0) + quota.get("uncertain", 0))
+        if picked_together is not None:
+            for example_id, priority, explanation, labeled in picked_together:
+                picked["suspect" if labeled else "uncertain"].append((example_id, priority, explanation))
+            taken.update(item[0] for item in picked_together)
+        else:
+            state["ranking"] = "mix"
+    if state["ranking"] == "mix":
+        picked["suspect"] = _suspects(scores, quota.get("suspect", 0), show=show)
+        taken.update(eid for eid, _, _ in picked["suspect"])
+        pool = [r for r in unlabeled if r[0] not in taken]
+        n_uncertain = min(quota.get("uncertain", 0), len(pool))
+        if n_uncertain:
+            picked["uncertain"] = _uncertain(version, pool, n_uncertain, strategy=strategy, diverse=diverse,
+                                             cold=cold, multi=multi)
+            taken.update(eid for eid, _, _ in picked["uncertain"])
+
+    rest = [r[0] for r in unlabeled if r[0] not in taken]
+    n_random = min(quota.get("random", 0), len(rest))
+    if n_random:
+        chosen = random_batch(len(rest), n_random, seed=version.number)
+        picked["random"] = [(int(rest[i]), 0.0, "a random example, for an unbiased estimate of quality")
+                            for i in chosen]
+    return picked, state
+
+
+def _suspects(scores: Any, n: int, *, show: bool) -> list[Item]:
+    """Flagged labeled examples that people have not settled, worst label quality first."""
+    if n <= 0:
+        return []
+    rows = list(scores.filter(is_issue=True, example__settled=False).exclude(example__label_source="")
+                .order_by("label_quality", "example_id")
+                .values_list("example_id", "label_quality", "suggested_label")[:n])
+    out = []
+    for example_id, quality, suggested in rows:
+        quality = quality or 0.0
+        explanation = f"label quality {quality:.2f}"
+        explanation += f"; the model suggests {suggested or '?'}" if show else "; the detector doubts this label"
+        out.append((example_id, 1.0 - quality, explanation))
+    return out
+
+
+def _uncertain(version: ModelVersion, pool: list[tuple], n: int, *, strategy: str, diverse: bool, cold: bool,
+               multi: bool) -> list[Item]:
+    """The uncertain share: cold start -> representative sample; else the strategy in diverse blocks."""
+    from training.query import random_batch, ranked_batches, representative_sample, score, strategy_for
+
+    probs = np.array([r[1] for r in pool], dtype=np.float64)
+    entropy = np.array([r[2] for r in pool], dtype=np.float64)
+    embeddings = None
+    if cold or diverse:
+        embeddings_by_id = _pool_embeddings(version)
+        if all(r[0] in embeddings_by_id for r in pool):
+            embeddings = np.vstack([embeddings_by_id[r[0]] for r in pool]).astype(np.float32)
+    if cold and embeddings is not None:
+        order = representative_sample(embeddings, n, seed=version.number)
+        return [(pool[i][0], 1.0 - rank / n,
+                 f"cold start: a representative example (k-means) while uncertainty is not yet reliable "
+                 f"(entropy {entropy[i]:.2f})") for rank, i in enumerate(order)]
+    if strategy == "random":
+        order = random_batch(len(pool), n, seed=version.number)
+        return [(pool[i][0], 1.0 - rank / n, f"random strategy (entropy {entropy[i]:.2f})")
+                for rank, i in enumerate(order)]
+    key = strategy_for(strategy, multi_label=multi)
+    values = score(key, probs)
+    order = ranked_batches(probs, n, strategy=key, embeddings=embeddings, diverse=diverse and embeddings is not None,
+                           block=DIVERSE_BLOCK, seed=version.number)
+    spread = "; in a diverse batch" if diverse and embeddings is not None else ""
+    return [(pool[i][0], 1.0 - rank / n,
+             f"{strategy} strategy: the model is unsure (score {values[i]:.2f}, entropy {entropy[i]:.2f}){spread}")
+            for rank, i in enumerate(order)]
+
+
+def _pool_embeddings(version: ModelVersion) -> dict[int, np.ndarray]:
+    from annotator.services.pipeline import load_pool_embeddings
+
+    return load_pool_embeddings(version)
+
+
+def _activelab_items(project: Project, version: ModelVersion, unlabeled: list[tuple],
+                     n: int) -> list[tuple[int, float, str, bool]] | None:
+    """Overlap > 1: labeled items for another label and unlabeled ones for a first label, one ActiveLab
+    ranking. None when ActiveLab cannot run (no labeled scores), and the mix rule applies instead."""
+    try:
+        from annotator.services.consensus import activelab_candidates
+    except ImportError:
+        return None
+    labeled = {
+        example_id: np.asarray(probs, dtype=np.float64)
+        for example_id, probs in ExampleScore.objects.filter(model_version=version).exclude(
+            example__label_source="").values_list("example_id", "probs")
+    }
+    if not labeled or n <= 0:
+        return None
+    unlabeled_probs = (np.array([r[1] for r in unlabeled], dtype=np.float64) if unlabeled
+                       else np.zeros((0, len(next(iter(labeled.values()))))))
+    ranked = activelab_candidates(project=project, version=version, labeled_probs=labeled,
+                                  unlabeled_ids=[r[0] for r in unlabeled], unlabeled_probs=unlabeled_probs, n=n)
+    labeled_ids = set(labeled)
+    return [(example_id, priority, explanation, example_id in labeled_ids)
+            for example_id, priority, explanation in ranked]
+
