@@ -260,8 +260,8 @@ def _uncertain(version: ModelVersion, pool: list[tuple], n: int, *, strategy: st
     if cold and embeddings is not None:
         order = representative_sample(embeddings, n, seed=version.number)
         return [(pool[i][0], 1.0 - rank / n,
-                 f"cold start: a representative example (k-means) while uncertainty is not yet reliable "
-                 f"(entropy {entropy[i]:.2f})") for rank, i in enumerate(order)]
+                 f"cold start: a representative example (k-means); the {strategy} strategy takes over once "
+                 f"uncertainty is reliable (entropy {entropy[i]:.2f})") for rank, i in enumerate(order)]
     if strategy == "random":
         order = random_batch(len(pool), n, seed=version.number)
         return [(pool[i][0], 1.0 - rank / n, f"random strategy (entropy {entropy[i]:.2f})")
