@@ -52,8 +52,11 @@ def queue_stats(project: Project) -> dict[str, Any]:
         .order_by("-finished_at").values_list("finished_at", flat=True).first()
     )
     serving = project.serving_version
+    state = project.queue_state or {}
     return {**by_status, "by_reason": by_reason, "model_version": serving.number if serving else None,
-            "rebuilt_at": _time(rebuilt)}
+            "rebuilt_at": _time(rebuilt), "mix": state.get("mix") or project.setting("queue_mix"),
+            "strategy": state.get("strategy", project.setting("query_strategy")),
+            "cold_start": state.get("cold_start", False)}
 
 
 def queue_items_out(project: Project, items: list[QueueItem]) -> list[dict[str, Any]]:
@@ -122,6 +125,8 @@ def model_version_out(version: ModelVersion, project: Project) -> dict[str, Any]
         "ece": metrics.get("ece"),
         "metrics": metrics,
         "comparison": version.comparison,
+        # Agreement with the previous version's predictions on the stop set, and the stopping decision.
+        "stability": version.stability,
         "content_hash": version.content_hash,
         "snapshot": version.snapshot,
         "created_at": _time(version.created_at),
