@@ -277,3 +277,29 @@ def drift_alerts(project: Project) -> QuerySet[DriftWindow]:
         .defer("details", "model_version__metrics", "model_version__config", "model_version__snapshot")
         .order_by("-sequence")
     )
+
+
+# --- stopping signal ----------------------------------------------------------------------------------------
+def stopping_signal(project: Project) -> dict[str, Any] | None:
+    """The newest ready version's stopping signal (``ModelVersion.stability``, written by
+    ``services.stability``) with ``version`` added, or None while no version has one."""
+    row = (
+        ModelVersion.objects.filter(project=project, status=ModelVersion.Status.READY, stability__has_key="message")
+        .order_by("-number").values_list("number", "stability").first()
+    )
+    if row is None:
+        return None
+    number, stability = row
+    return {**stability, "version": number}
+
+
+def stability_curve(versions: list[ModelVersion]) -> list[dict[str, Any]]:
+    """Kappa of each ready version with the previous one, oldest first (versions without one are left out)."""
+    points = []
+    for version in sorted(versions, key=lambda v: v.number):
+        kappa = (version.stability or {}).get("kappa")
+        if version.status != ModelVersion.Status.READY or not isinstance(kappa, int | float):
+            continue
+        points.append({"x": version.number, "y": float(kappa), "threshold": version.stability.get("threshold"),
+                       "label": f"v{version.number} vs v{version.stability.get('against_version')}"})
+    return points

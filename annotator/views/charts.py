@@ -170,8 +170,10 @@ def line_chart(
     height: int = 260,
     empty: str = "No data yet",
     y_percent: bool = False,
+    x_integer: bool = False,
 ) -> SafeString:
-    """Lines with markers (and optional error bars) over a numeric x axis."""
+    """Lines with markers (and optional error bars) over a numeric x axis (``x_integer``: ticks only at
+    whole numbers, for counts such as version numbers)."""
     points = [p for s in series for p in s.points if p.y is not None and math.isfinite(p.y)]
     if not points:
         return _empty(title, empty, width)
@@ -191,6 +193,8 @@ def line_chart(
         # Rates, shares and distances are never negative: the axis starts at zero for them.
         lo_y, hi_y = (lo_y - pad if lo_y < 0 else max(0.0, lo_y - pad)), hi_y + pad
     x_ticks = nice_ticks(lo_x, hi_x, 6)
+    if x_integer:
+        x_ticks = [t for t in x_ticks if float(t).is_integer()] or x_ticks
     y_ticks = nice_ticks(lo_y, hi_y, 4) if not y_range else nice_ticks(*y_range, 4)
     lo_x, hi_x = min(lo_x, x_ticks[0]), max(hi_x, x_ticks[-1])
     lo_y, hi_y = min(lo_y, y_ticks[0]), max(hi_y, y_ticks[-1])

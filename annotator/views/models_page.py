@@ -1,8 +1,9 @@
 """The models page (reviewer): versions with their metrics and shadow comparison, which one serves, the
-learning curve, a version's confusion matrix and reliability diagram, and promotion."""
+learning curve, the stopping signal, a version's confusion matrix and reliability diagram, and promotion."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.contrib import messages
@@ -53,6 +54,26 @@ def _selected(versions: list[ModelVersion], project: Project, wanted: str | None
     return (serving or ready or versions or [None])[0]
 
 
+def _stability_chart(versions: list[ModelVersion]) -> str | None:
+    """Kappa of each version with the previous one, against the stopping threshold; None before any kappa."""
+    points = page_selectors.stability_curve(versions)
+    if not points:
+        return None
+    series = [charts.Series("kappa with the previous version",
+                            [charts.Point(p["x"], p["y"], p["label"]) for p in points])]
+    threshold = points[-1]["threshold"]
+    if isinstance(threshold, int | float):
+        xs = [p["x"] for p in points]
+        series.append(charts.Series(f"stopping threshold ({threshold:g})",
+                                    [charts.Point(x, threshold) for x in (min(xs), max(xs))], dashed=True))
+    return charts.line_chart(
+        series, title="Stopping signal: agreement of each version's predictions with the previous version's",
+        x_label="version", y_label="Cohen's kappa", width=900, height=200, x_integer=True,
+        # Kappa is at most 1; the axis starts low enough to show the threshold and the lowest kappa.
+        y_range=(min(0.9, math.floor(min(p["y"] for p in points) * 10) / 10), 1.0),
+    )
+
+
 @login_required
 @require_GET
 def models(request: HttpRequest, project_id: int) -> HttpResponse:
@@ -71,6 +92,8 @@ def models(request: HttpRequest, project_id: int) -> HttpResponse:
             title="Learning curve: macro-F1 against training labels", x_label="training labels",
             y_label="macro-F1", y_range=(0.0, 1.0), empty="No trained version yet", width=900, height=240,
         ),
+        "stopping": page_selectors.stopping_signal(project),
+        "stability_chart": _stability_chart(versions),
     }
     if selected is not None:
         metrics = selected.metrics or {}

@@ -89,6 +89,7 @@ def _overview_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "counts": selectors.project_counts(project),
         "queue": loop_selectors.queue_stats(project),
         "serving": project.serving_version,
+        "stopping": page_selectors.stopping_signal(project),
         "settings_form": _settings_rows(project),
     }
 
