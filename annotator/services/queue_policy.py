@@ -20,6 +20,7 @@ proportion to it (``services.queue.queue_lease``).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -31,6 +32,9 @@ from django.utils import timezone
 from annotator.models import ExampleScore, Job, ModelVersion, Project, QueueItem
 from annotator.services.jobs import job_create, job_finish
 from annotator.services.queue import queue_add_many
+from annotator.services.stability import version_stability_update
+
+log = logging.getLogger(__name__)
 
 REASONS = ("uncertain", "suspect", "drift", "random")
 # The detector's precision is measured over this many of the latest answered suspects ...
@@ -163,6 +167,10 @@ def rebuild_queue(train_job_id: int) -> None:
         created = {reason: queue_add_many(project=project, reason=reason, items=items, model_version_id=version.id)
                    for reason, items in picked.items()}
         Project.objects.filter(pk=project.pk).update(queue_state={**state, "created": created})
+    try:
+        version_stability_update(version=version)
+    except Exception:  # noqa: BLE001 - the stopping signal is advice; it must not fail a trained version
+        log.warning("stability of v%s not computed", version.number, exc_info=True)
     job_finish(rebuild_job.pk, Job.Status.SUCCEEDED, message="queue rebuilt",
                result={"created": created, "mix": mix, "strategy": state["strategy"]})
     result = {**train_job.result, "queue": created}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotator.models import Example, Project, QueueItem
+from annotator.models import Example, ModelVersion, Project, QueueItem
 from tests.annotator.loop.corpus import labeled_rows, unlabeled_rows
 from tests.annotator.loop.steps import import_rows, train
 from training.data import BBC_LABELS
@@ -60,6 +60,9 @@ def test_answered_suspects_stay_settled_and_the_next_queue_honours_the_mix(worke
     assert not open_ids & set(suspects)
     assert report["detector"]["reviewed"] == len(suspects)
     assert report["detector"]["confirmed_errors"] == 0 and report["detector"]["precision"] == 0.0
+    # and the stopping signal compared version 2 with version 1 (a kappa, or why not)
+    stability = ModelVersion.objects.get(project=project, number=2).stability
+    assert stability.get("against_version") == 1 or stability.get("reason"), stability
     # and the effective mix gave up most of the suspect share (people confirmed every flag)
     project = Project.objects.get(pk=project.pk)
     if len(suspects) >= 10:
