@@ -144,10 +144,12 @@ def latest_noise_version(project: Project) -> ModelVersion | None:
     )
 
 
-def noise_report(project: Project, *, label: str | None = None) -> tuple[dict[str, Any], QuerySet[ExampleScore]]:
+def noise_report(project: Project, *, label: str | None = None,
+                 settled: bool = False) -> tuple[dict[str, Any], QuerySet[ExampleScore]]:
     """The report header and the open issues: scores of currently labeled examples the detector flags and
-    people have not settled. Settled flags (people re-checked the label, ``Example.settled``) are counted
-    apart in the header, with the detector's precision as people measured it."""
+    people have not settled (``settled=True``: the flags people settled instead). Settled flags (people
+    re-checked the label, ``Example.settled``) are counted apart in the header, with the detector's
+    precision as people measured it."""
     from annotator.services.queue_policy import detector_precision
 
     version = latest_noise_version(project)
@@ -161,7 +163,7 @@ def noise_report(project: Project, *, label: str | None = None) -> tuple[dict[st
         ExampleScore.objects.filter(model_version=version, is_issue=True)
         .exclude(example__label_source="")
     )
-    issues = flagged.filter(example__settled=False).select_related("example").order_by("label_quality", "id")
+    issues = flagged.filter(example__settled=settled).select_related("example").order_by("label_quality", "id")
     if label:
         issues = issues.filter(example__current_labels__label__name=label)
     header = {
@@ -217,6 +219,8 @@ def noise_issues_out(project: Project, scores: list[ExampleScore]) -> list[dict[
             "label_quality": score.label_quality,
             "confidence": score.confidence,
             "probs": dict(zip(names, score.probs, strict=False)),
+            "settled": score.example.settled,
+            "confirmations": score.example.confirmations,
         })
     return out
 

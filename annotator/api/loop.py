@@ -210,13 +210,19 @@ class SamplesApi(APIView):
 class NoiseReportApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("label", str, description="only issues whose given label is this one"),
+                    OpenApiParameter("settled", bool, description="the flags people already settled instead of "
+                                                                  "the open ones"),
                     *PAGE_PARAMETERS],
         responses={200: OpenApiTypes.OBJECT, **ERRORS},
         summary="Suspected label errors, ascending label quality (reviewer)",
     )
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
-        report, issues = loop_selectors.noise_report(project, label=request.query_params.get("label"))
+        settled = request.query_params.get("settled", "false").lower()
+        if settled not in ("true", "false", "1", "0"):
+            raise InvalidInput([{"field": "settled", "message": "settled must be true or false"}])
+        report, issues = loop_selectors.noise_report(project, label=request.query_params.get("label"),
+                                                     settled=settled in ("true", "1"))
         paginator = Pagination()
         page = paginator.paginate_queryset(issues, request, view=self)
         report["issues"] = paginator.get_paginated_response(

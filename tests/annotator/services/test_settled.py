@@ -126,3 +126,33 @@ def test_with_overlap_agreeing_annotators_settle(project, admin, reviewer, annot
     annotate(example, reviewer, "positive", kind="label")
     example.refresh_from_db()
     assert example.settled and example.confirmations == 2
+
+
+def test_the_noise_report_api_lists_settled_flags_apart(project, admin, annotator, make_examples, as_reviewer):
+    # Given two flagged labels, one of which an annotator re-checked
+    from annotator.models import ExampleScore, ModelVersion
+
+    examples = make_examples(project, admin, [{"text": "meh", "label": "positive"},
+                                              {"text": "eh", "label": "positive"}])
+    version = ModelVersion.objects.create(project=project, number=1, status=ModelVersion.Status.READY,
+                                          metrics={"noise": {"estimated_noise_rate": 0.5}})
+    for example in examples:
+        ExampleScore.objects.create(example=example, model_version=version, probs=[0.2, 0.8, 0.0],
+                                    predicted=["negative"], confidence=0.8, entropy=0.5, margin=0.6,
+                                    label_quality=0.2, is_issue=True, suggested_label="negative")
+    _suspect_item(project, examples[0])
+    [leased] = queue_lease(project=project, user=annotator, n=1)
+    queue_submit(user=annotator, item_id=leased.id, data={"label": "positive"})
+
+    # When the reviewer reads the report, and then its settled flags
+    report = as_reviewer.get(f"/api/v1/projects/{project.id}/noise-report/").json()
+    settled = as_reviewer.get(f"/api/v1/projects/{project.id}/noise-report/", {"settled": "true"}).json()
+
+    # Then the open issues leave the settled one out, the header counts it, and the settled page lists it
+    assert [row["example_id"] for row in report["issues"]["results"]] == [examples[1].id]
+    assert report["settled"] == 1
+    assert [(row["example_id"], row["confirmations"]) for row in settled["issues"]["results"]] == [
+        (examples[0].id, 2)]
+    assert report["detector"]["reviewed"] == 1 and report["detector"]["confirmed_errors"] == 0
+    bad = as_reviewer.get(f"/api/v1/projects/{project.id}/noise-report/", {"settled": "maybe"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "settled"

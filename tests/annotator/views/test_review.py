@@ -120,3 +120,18 @@ def test_agreement_shows_answers_consensus_and_rates(project, admin, reviewer, a
     assert "50.0%" in html  # one of the two answer pairs agrees
     assert 'class="answer differs"' in html and 'class="answer agrees"' in html
     assert "<td>anna</td>" in html and "<td>rita</td>" in html
+
+
+def test_settled_flags_leave_the_issues_and_show_who_confirmed_them(project, reviewer, noisy, page_client, htmx):
+    # Given a reviewer kept the worst flagged label (a review decision settles it)
+    kept = noisy["issues"][0]
+    page_client(reviewer).post(reverse("review-decisions", args=[project.id]),
+                               {"row_action": f"keep:{kept.id}"}, headers=htmx)
+
+    html = page_client(reviewer).get(reverse("review", args=[project.id])).content.decode()
+
+    # Then it is no longer an open issue, and the settled section lists it as confirmed
+    assert kept.id not in _issue_ids(html)
+    assert f'<tr id="settled-{kept.id}">' in html
+    assert "confirmed by 3 people" in html  # the importer, the labeler and the reviewer
+    assert "Detector, as people measured it" in html
