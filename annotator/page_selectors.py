@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import F, Max, Min, QuerySet
 
@@ -185,14 +186,21 @@ def overlapping_examples(project: Project) -> QuerySet:
 
 def agreement_report(project: Project, example_ids: list[int], *, sample_ids: list[int]) -> dict[str, Any]:
     """Each user's latest answer on ``example_ids`` (one page) next to the consensus (the current label),
-    and per-annotator agreement with the consensus over ``sample_ids``."""
+    and over ``sample_ids``: the share of agreeing answer pairs and each annotator's agreement with the
+    consensus (:func:`training.noise.answer_agreement`), next to their CROWDLAB quality and agreement with
+    the CROWDLAB consensus as the last training stored them (``Membership``)."""
+    from annotator.services.consensus import member_quality
+    from training.noise import answer_agreement
+
     wanted = set(example_ids) | set(sample_ids)
     latest: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)
-    for example_id, username, labels in (
+    newest_answer: dict[int, int] = {}
+    for annotation_id, example_id, username, labels in (
         Annotation.objects.filter(example_id__in=wanted).exclude(kind=AnnotationKind.REVIEW)
-        .order_by("id").values_list("example_id", "user__username", "labels")
+        .order_by("id").values_list("id", "example_id", "user__username", "labels")
     ):
         latest[example_id][username] = tuple(labels)
+        newest_answer[example_id] = annotation_id
     current: dict[int, tuple[str, ...]] = defaultdict(tuple)
     for example_id, name in (
         ExampleLabel.objects.filter(example_id__in=wanted).order_by("label__position")
@@ -203,29 +211,45 @@ def agreement_report(project: Project, example_ids: list[int], *, sample_ids: li
         Annotation.objects.filter(example_id__in=example_ids, kind=AnnotationKind.REVIEW)
         .values_list("example_id", flat=True)
     )
-    agree: dict[str, int] = defaultdict(int)
-    answered: dict[str, int] = defaultdict(int)
-    pairs = pairs_agreeing = 0
-    for example_id in sample_ids:
-        answers = latest.get(example_id, {})
-        consensus = tuple(sorted(current.get(example_id, ())))
-        for username, labels in answers.items():
-            answered[username] += 1
-            agree[username] += tuple(sorted(labels)) == consensus
-        values = [tuple(sorted(v)) for v in answers.values()]
-        for i in range(len(values)):
-            for j in range(i + 1, len(values)):
-                pairs += 1
-                pairs_agreeing += values[i] == values[j]
+    # Answers are compared as whole (sorted) label sets: one integer code per distinct set.
+    codes: dict[tuple[str, ...], int] = {}
+    code = lambda labels: codes.setdefault(tuple(sorted(labels)), len(codes))  # noqa: E731
+    users = sorted({u for example_id in sample_ids for u in latest.get(example_id, {})})
+    column = {u: j for j, u in enumerate(users)}
+    matrix = np.full((len(sample_ids), len(users)), np.nan)
+    reference = np.full(len(sample_ids), np.nan)
+    for i, example_id in enumerate(sample_ids):
+        for username, labels in latest.get(example_id, {}).items():
+            matrix[i, column[username]] = code(labels)
+        if current.get(example_id):
+            reference[i] = code(current[example_id])
+    rates = answer_agreement(matrix, reference)
+    quality = member_quality(project)
     annotators = sorted(
-        ({"username": u, "answered": answered[u], "agreement": agree[u] / answered[u]} for u in answered),
+        (
+            {
+                "username": u,
+                "answered": rates["answered"][j],
+                "agreement": rates["agreement_with_reference"][j] or 0.0,
+                "quality": quality.get(u, {}).get("annotator_quality"),
+                "crowdlab_agreement": quality.get(u, {}).get("agreement_with_consensus"),
+            }
+            for u, j in column.items() if rates["answered"][j]
+        ),
         key=lambda row: (row["agreement"], row["username"]),
     )
-    texts = dict(Example.objects.filter(id__in=example_ids).values_list("id", "text"))
+    rows = list(Example.objects.filter(id__in=example_ids).values_list("id", "text", "consensus"))
+    texts = {example_id: text for example_id, text, _ in rows}
+    stored = {example_id: value for example_id, _, value in rows if value}
     items = []
     for example_id in example_ids:
         answers = latest.get(example_id, {})
         consensus = current.get(example_id, ())
+        held = stored.get(example_id)
+        from_crowdlab = bool(
+            held and example_id not in reviewed and list(consensus) == held.get("labels")
+            and newest_answer.get(example_id, 0) <= held.get("through_annotation", -1)
+        )
         items.append({
             "example_id": example_id,
             "text": texts.get(example_id, ""),
@@ -235,13 +259,16 @@ def agreement_report(project: Project, example_ids: list[int], *, sample_ids: li
             ],
             "consensus": list(consensus),
             "reviewed": example_id in reviewed,
+            "consensus_quality": held.get("quality") if from_crowdlab and held else None,
+            "from_crowdlab": from_crowdlab,
         })
     return {
         "items": items,
         "annotators": annotators,
-        "pair_agreement": pairs_agreeing / pairs if pairs else None,
-        "n_pairs": pairs,
+        "pair_agreement": rates["agreement_rate"],
+        "n_pairs": rates["n_pairs"],
         "n_sampled": len(sample_ids),
+        "has_quality": any(row["quality"] is not None for row in annotators),
     }
 
 

@@ -79,6 +79,14 @@ class UserOut(serializers.Serializer):
 class MemberOut(serializers.Serializer):
     username = serializers.CharField()
     role = serializers.CharField()
+    # Listed by GET /projects/{id}/members/; null until a version was trained on items two or more people answered.
+    annotator_quality = serializers.FloatField(
+        required=False, allow_null=True,
+        help_text="CROWDLAB's estimate (0-1) of how often this member's labels are right, from the last training "
+                  "on items two or more people answered; null until then")
+    agreement_with_consensus = serializers.FloatField(
+        required=False, allow_null=True,
+        help_text="share of this member's answers equal to the CROWDLAB consensus at the last training; null until then")
 
 
 class ProjectOut(serializers.Serializer):

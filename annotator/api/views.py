@@ -47,6 +47,7 @@ from annotator.api.serializers import (
 from annotator.errors import Forbidden, InvalidInput
 from annotator.models import AnnotationKind, Role
 from annotator.services import annotations as annotation_services
+from annotator.services import consensus as consensus_services
 from annotator.services import examples as example_services
 from annotator.services import models as model_services
 from annotator.services import projects as project_services
@@ -168,10 +169,13 @@ class ProjectDetailApi(APIView):
 
 
 class ProjectMembersApi(APIView):
-    @extend_schema(responses={200: MemberOut(many=True), **ERRORS}, summary="Members and their roles")
+    @extend_schema(responses={200: MemberOut(many=True), **ERRORS}, summary="Members, their roles and CROWDLAB quality")
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
-        return Response(selectors.project_members(project))
+        quality = consensus_services.member_quality(project)
+        unknown = {"annotator_quality": None, "agreement_with_consensus": None}
+        return Response([{**member, **quality.get(member["username"], unknown)}
+                         for member in selectors.project_members(project)])
 
     @extend_schema(request=MemberIn, responses={201: MemberOut, **ERRORS}, summary="Add a member or set a role (admin)")
     def post(self, request: Request, project_id: int) -> Response:

@@ -1,7 +1,19 @@
 """Annotations are append-only; an example's current label is derived from them.
 
-The rule (ARCHITECTURE.md): the latest reviewer decision wins; otherwise each annotator's latest answer
-counts once and the most frequent answer wins, the most recent one breaking ties.
+The rule (ARCHITECTURE.md), :func:`current_labels_from`:
+
+1. the latest reviewer decision wins;
+2. otherwise, when the example has a stored CROWDLAB consensus (``Example.consensus``, written at training
+   time by :mod:`annotator.services.consensus` for items two or more people answered) and no answer other
+   than a review decision is newer than the consensus's ``through_annotation``, the consensus labels win:
+   each answer weighed by its annotator's estimated quality, and the model's out-of-sample probabilities.
+   The consensus is taken only while two or more people have answered and someone's latest answer gives
+   those labels (people label; the model only weighs their answers);
+3. otherwise each annotator's latest answer counts once and the most frequent answer wins, the most recent
+   one breaking ties.
+
+Single-annotator projects and items with one answer never have a consensus, so rule 3 (today's rule) is
+theirs; a new answer after the consensus was computed hands the item back to rule 3 until the next training.
 
 Whether the current label is *settled* is derived from the same annotations (:func:`settlement_from`):
 people re-checked it, so the label-noise detector's flag on it is answered and it is not queued as
@@ -11,7 +23,7 @@ people re-checked it, so the label-noise detector's flag on it is answered and i
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +44,14 @@ class Vote:
     recheck: bool = False
 
 
-def current_labels_from(votes: Sequence[Vote]) -> tuple[tuple[str, ...], str]:
-    """The current labels and the kind of annotation they come from; ``((), "")`` when unlabeled."""
+def current_labels_from(
+    votes: Sequence[Vote], consensus: Mapping[str, Any] | None = None
+) -> tuple[tuple[str, ...], str]:
+    """The current labels and the kind of annotation they come from; ``((), "")`` when unlabeled.
+
+    ``consensus`` is the example's stored CROWDLAB consensus (``Example.consensus``: ``labels`` and
+    ``through_annotation``), or None; see the module docstring for the rule.
+    """
     if not votes:
         return (), ""
     ordered = sorted(votes, key=lambda v: v.annotation_id)
@@ -43,6 +61,9 @@ def current_labels_from(votes: Sequence[Vote]) -> tuple[tuple[str, ...], str]:
     latest_per_user: dict[int, Vote] = {}
     for vote in ordered:
         latest_per_user[vote.user_id] = vote
+    agreed = _consensus_vote(latest_per_user, consensus)
+    if agreed is not None:
+        return agreed.labels, agreed.kind
     counts = Counter(v.labels for v in latest_per_user.values())
     best = max(counts.values())
     # Among the most frequent answers, the one given most recently.
@@ -50,6 +71,20 @@ def current_labels_from(votes: Sequence[Vote]) -> tuple[tuple[str, ...], str]:
         if counts[vote.labels] == best:
             return vote.labels, vote.kind
     raise AssertionError("unreachable")
+
+
+def _consensus_vote(latest_per_user: dict[int, Vote], consensus: Mapping[str, Any] | None) -> Vote | None:
+    """The most recent latest answer that gives the consensus labels, while the consensus holds; else None."""
+    if not consensus or len(latest_per_user) < 2:
+        return None
+    labels, through = consensus.get("labels"), consensus.get("through_annotation")
+    if not isinstance(labels, list) or not labels or not isinstance(through, int):
+        return None
+    if any(v.annotation_id > through for v in latest_per_user.values()):
+        return None  # a newer answer is evidence the consensus has not weighed
+    wanted = tuple(labels)
+    agreeing = [v for v in latest_per_user.values() if v.labels == wanted]
+    return max(agreeing, key=lambda v: v.annotation_id) if agreeing else None
 
 
 def settlement_from(votes: Sequence[Vote], labels: Sequence[str], *, agreeing_people: int) -> int:
@@ -152,12 +187,14 @@ def annotation_create(
 
 
 def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> dict[int, str]:
-    """Re-derive the current labels of these examples from their annotations (call inside a transaction).
-    Returns each example's new ``label_source``."""
+    """Re-derive the current labels of these examples from their annotations and stored consensus (call
+    inside a transaction). Returns each example's new ``label_source``."""
     ids = list(example_ids)
     if not ids:
         return {}
     votes = votes_of(ids)
+    consensus = dict(
+        Example.objects.filter(id__in=ids, consensus__isnull=False).values_list("id", "consensus"))
     known = label_map(project)
     agreeing = int(project.setting("overlap"))
     ExampleLabel.objects.filter(example_id__in=ids).delete()
@@ -165,7 +202,7 @@ def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> d
     by_state: dict[tuple[str, int], list[int]] = defaultdict(list)
     sources: dict[int, str] = {}
     for example_id in ids:
-        labels, source = current_labels_from(votes.get(example_id, []))
+        labels, source = current_labels_from(votes.get(example_id, []), consensus.get(example_id))
         sources[example_id] = source
         confirmations = settlement_from(votes.get(example_id, []), labels, agreeing_people=agreeing)
         by_state[(source, confirmations)].append(example_id)
