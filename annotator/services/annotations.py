@@ -106,10 +106,10 @@ def settlement_from(votes: Sequence[Vote], labels: Sequence[str], *, agreeing_pe
         latest[vote.user_id] = vote.labels
         if vote.labels != current:
             settled = False
-        elif vote.recheck or vote.kind == AnnotationKind.REVIEW:
-            settled = True
-        elif agreeing_people > 1 and sum(given == current for given in latest.values()) >= agreeing_people:
-            settled = True
+            continue
+        rechecked = vote.recheck or vote.kind == AnnotationKind.REVIEW
+        agreed = agreeing_people > 1 and sum(given == current for given in latest.values()) >= agreeing_people
+        settled = settled or rechecked or agreed
     return max(1, sum(given == current for given in latest.values())) if settled else 0
 
 

@@ -240,6 +240,15 @@ def run_training(job: Job, reporter: JobReporter) -> None:
             reference.save(directory / "drift-reference")
 
         with transaction.atomic():
+            if not multi:
+                # Items several people answered: CROWDLAB consensus and each annotator's quality, from the same
+                # out-of-sample probabilities; labels change only as the version becomes ready.
+                from annotator.services.consensus import consensus_update
+
+                metrics["consensus"] = consensus_update(
+                    project=project, example_ids=[row["example_id"] for row in noise_rows],
+                    probs=np.vstack([row["probs"] for row in noise_rows]), names=names,
+                    max_annotation_id=snapshot.max_annotation_id)
             ModelVersion.objects.filter(pk=version.pk).update(
                 status=ModelVersion.Status.READY, artifact_path=str((directory / "model").relative_to(artifact_root())),
                 content_hash=content_hash, metrics=jsonable(metrics), n_train=len(train_texts),

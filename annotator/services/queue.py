@@ -218,12 +218,13 @@ def queue_add(
 
 def queue_add_many(
     *, project: Project, reason: str, items: list[tuple[int, float, str]], model_version_id: int | None = None,
+    slots: int | None = None,
 ) -> int:
-    """Queue ``(example_id, priority, explanation)`` items of one reason in bulk (one item per overlap slot);
-    examples with an open item in a slot are left alone. Returns the number of items created."""
+    """Queue ``(example_id, priority, explanation)`` items of one reason in bulk (one item per overlap slot,
+    or ``slots``); examples with an open item in a slot are left alone. Returns the number of items created."""
     if not items:
         return 0
-    overlap = int(project.setting("overlap"))
+    overlap = slots or int(project.setting("overlap"))
     ids = [example_id for example_id, _, _ in items]
     open_slots = set(
         QueueItem.objects.filter(

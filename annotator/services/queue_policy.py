@@ -164,7 +164,10 @@ def rebuild_queue(train_job_id: int) -> None:
         # reviewer sent (no model version) or a drift alert routed stay too.
         QueueItem.objects.filter(project=project, status=QueueItem.Status.PENDING, model_version__isnull=False).exclude(
             reason=QueueItem.Reason.DRIFT).update(status=QueueItem.Status.CANCELLED)
-        created = {reason: queue_add_many(project=project, reason=reason, items=items, model_version_id=version.id)
+        # ActiveLab's "another label" items want one more answer, not a full set of overlap slots.
+        slots = 1 if state["ranking"] == "activelab" else None
+        created = {reason: queue_add_many(project=project, reason=reason, items=items, model_version_id=version.id,
+                                          slots=slots if reason == "suspect" else None)
                    for reason, items in picked.items()}
         Project.objects.filter(pk=project.pk).update(queue_state={**state, "created": created})
     try:
@@ -294,9 +297,9 @@ def _activelab_items(project: Project, version: ModelVersion, unlabeled: list[tu
                      n: int) -> list[tuple[int, float, str, bool]] | None:
     """Overlap > 1: labeled items for another label and unlabeled ones for a first label, one ActiveLab
     ranking. None when ActiveLab cannot run (no labeled scores), and the mix rule applies instead."""
-    try:
-        from annotator.services.consensus import activelab_candidates
-    except ImportError:
+    from annotator.services.consensus import activelab_candidates
+
+    if project.is_multi_label:
         return None
     labeled = {
         example_id: np.asarray(probs, dtype=np.float64)

@@ -42,10 +42,11 @@ def test_reviewers_list_members_sorted_by_name(project, as_reviewer):
     response = as_reviewer.get(url(project.id))
 
     assert response.status_code == 200
+    nobody_measured = {"annotator_quality": None, "agreement_with_consensus": None}
     assert response.json() == [
-        {"username": "alice", "role": "admin"},
-        {"username": "anna", "role": "annotator"},
-        {"username": "rita", "role": "reviewer"},
+        {"username": "alice", "role": "admin", **nobody_measured},
+        {"username": "anna", "role": "annotator", **nobody_measured},
+        {"username": "rita", "role": "reviewer", **nobody_measured},
     ]
 
 

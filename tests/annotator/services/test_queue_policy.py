@@ -237,3 +237,27 @@ def test_good_queue_settings_are_stored(project, as_admin):
     assert project.setting("query_strategy") == "margin" and project.setting("diversity") is False
     assert QueueItem.objects.count() == 0
     assert ExampleScore.objects.count() == 0
+
+
+def test_with_overlap_another_label_and_a_first_label_share_one_activelab_ranking(project, admin, reviewer,
+                                                                                  annotator, annotate):
+    # Given overlap 2: one labeled item two people disagree on, one they agree on, and two unlabeled items
+    # the model is sure about
+    project_update_settings(project=project, settings={"overlap": 2})
+    disputed, agreed = _examples(project, admin, 2, prefix="l")
+    annotate(disputed, annotator, "positive")
+    annotate(disputed, reviewer, "negative", kind="label")
+    annotate(agreed, annotator, "neutral")
+    annotate(agreed, reviewer, "neutral", kind="label")
+    pool = _examples(project, admin, 2, prefix="u")
+    version = _version(project, n_labeled=100)
+    _scores(version, [disputed, agreed], np.array([[0.5, 0.45, 0.05], [0.05, 0.05, 0.9]]))
+    _scores(version, pool, np.array([[0.98, 0.01, 0.01], [0.01, 0.98, 0.01]]))
+
+    # When the rebuild picks 1 item for suspect + uncertain
+    picked, state = pick_items(project, version, {"suspect": 1, "uncertain": 0, "drift": 0, "random": 0})
+
+    # Then ActiveLab ranked them together and the disputed item wins another label
+    assert state["ranking"] == "activelab"
+    assert [eid for eid, _, _ in picked["suspect"]] == [disputed.id]
+    assert picked["uncertain"] == []
