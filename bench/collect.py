@@ -22,6 +22,7 @@ ORDER = [
     "noise",
     "noise_gpu",
     "active_learning",
+    "al_sim",
     "drift",
     "labelstudio",
 ]
