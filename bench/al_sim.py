@@ -74,7 +74,10 @@ from training.data import BBC_LABELS, load_bbc_news, stratified_split  # noqa: E
 
 LABELS = list(BBC_LABELS)
 MAX_TEXT_CHARS = 20_000  # the product's default max_text_chars
-ARMS = ("queue", "random")
+ARMS = ("queue", "random", "margin")
+# Queue arms and the project settings each adds to the product's defaults ("margin": the same queue with
+# query_strategy margin, to decide the default strategy in the same run).
+QUEUE_ARMS = {"queue": {}, "margin": {"query_strategy": "margin"}}
 REASONS = ("uncertain", "suspect", "drift", "random")
 PREDICT_BATCH = 100
 JOB_TIMEOUT_S = 3 * 3600
@@ -236,9 +239,10 @@ class Client:
         self.admin = admin
         self.sim = sim
 
-    def create_project(self, name: str, max_length: int) -> int:
+    def create_project(self, name: str, max_length: int, settings: dict[str, Any] | None = None) -> int:
         project = checked(self.admin.post(f"{self.api}/projects/", json={
-            "name": name, "task": "single_label", "labels": LABELS, "settings": {"max_length": max_length}}), 201).json()
+            "name": name, "task": "single_label", "labels": LABELS,
+            "settings": {"max_length": max_length, **(settings or {})}}), 201).json()
         checked(self.admin.post(f"{self.api}/projects/{project['id']}/members/",
                                 json={"username": "sim", "role": "reviewer"}), 201)
         return int(project["id"])
@@ -333,7 +337,8 @@ def macro_f1(truth: list[str], predicted: list[str]) -> float:
 def run_arm(client: Client, corpus: dict[str, Any], arm: str, args: argparse.Namespace, seed: int) -> list[dict]:
     pool, test = corpus["pool"], corpus["test"]
     given, flipped = seed_labels(pool, args.seeds, args.flip, seed)
-    pid = client.create_project(f"al_sim {corpus['name']} {arm} seed {seed}", args.max_length)
+    pid = client.create_project(f"al_sim {corpus['name']} {arm} seed {seed}", args.max_length,
+                                QUEUE_ARMS.get(arm))
     rows = []
     for i, (text, _) in enumerate(pool):
         row: dict[str, Any] = {"text": text, "external_id": f"{corpus['name']}-{i}"}
@@ -361,7 +366,7 @@ def run_arm(client: Client, corpus: dict[str, Any], arm: str, args: argparse.Nam
         leased: Counter[str] = Counter()
         settled_again = lost = 0
         queue_empty = False
-        if r > 0 and arm == "queue":
+        if r > 0 and arm in QUEUE_ARMS:
             while len(answers) < args.batch:
                 want = min(100, args.batch - len(answers))
                 items = checked(client.sim.get(f"{client.api}/projects/{pid}/queue/next/", params={"n": want}), 200).json()
@@ -488,11 +493,11 @@ def round_table(curves: dict[str, dict[str, list[dict]]]) -> str:
         for arm, rounds in arms.items():
             for row in rounds:
                 reasons = row["leased_by_reason"]
-                leased = " / ".join(fmt_count(reasons.get(k, 0)) for k in REASONS) if arm == "queue" and row["round"] else "-"
+                leased = " / ".join(fmt_count(reasons.get(k, 0)) for k in REASONS) if arm in QUEUE_ARMS and row["round"] else "-"
                 rows.append([corpus, arm, row["round"], fmt_count(row["labels_answered"]),
                              fmt_count(row["new_labels"]), fmt_count(row["relabels"]), fmt_count(row["relabels_changed"]),
                              leased, fmt(row["first_label_share"], ".0%"),
-                             fmt_count(row["settled_leased_again_as_suspect"]) if arm == "queue" else "-",
+                             fmt_count(row["settled_leased_again_as_suspect"]) if arm in QUEUE_ARMS else "-",
                              fmt(row["macro_f1"], ".3f"), fmt(row["seconds"], ".0f")])
     return markdown_table(headers, rows)
 
@@ -526,6 +531,10 @@ def summarize(curves: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, A
             "queue_seconds_per_round": mean([row["seconds"] for row in queue[1:]]),
             "random_seconds_per_round": mean([row["seconds"] for row in rand[1:]]),
         }
+        if "margin" in arms:
+            margin = arms["margin"]
+            out[corpus]["margin_mean_f1"] = (statistics.fmean(row["macro_f1"] for row in margin[1:n])
+                                             if n > 1 else None)
         s = out[corpus]
         s["targets_met"] = {
             "never_0.01_below_random_from_round_2": s["worst_gap_from_round_2"] is None or s["worst_gap_from_round_2"] >= -0.01,
@@ -551,7 +560,7 @@ def summary_table(summary: dict[str, dict[str, Any]]) -> str:
 
 def svg_curves(curves: dict[str, dict[str, list[dict]]], title: str) -> str:
     """Learning curves, one panel per corpus: macro-F1 against labels answered, one line per arm."""
-    colours = {"queue": "#0072B2", "random": "#E69F00"}  # Okabe-Ito
+    colours = {"queue": "#0072B2", "random": "#E69F00", "margin": "#009E73"}  # Okabe-Ito
     names = {"full": "BBC full text", "headlines": "BBC headlines"}
     panel_w, panel_h, left, right, top, bottom = 440, 300, 52, 16, 44, 44
     width = panel_w * max(1, len(curves))
@@ -565,7 +574,7 @@ def svg_curves(curves: dict[str, dict[str, list[dict]]], title: str) -> str:
            f'height="{panel_h + 24}" font-family="system-ui, sans-serif" font-size="11">',
            f"<title>{html.escape(title)}</title>", f'<rect width="{width}" height="{panel_h + 24}" fill="#fff"/>']
     legend_x = 12
-    for arm in ARMS:
+    for arm in [a for a in ARMS if any(a in arms for arms in curves.values())]:
         dash = ' stroke-dasharray="5 4"' if arm == "random" else ""
         out.append(f'<line x1="{legend_x}" x2="{legend_x + 18}" y1="12" y2="12" stroke="{colours[arm]}" '
                    f'stroke-width="2.5"{dash}/><text x="{legend_x + 22}" y="16">{arm} arm</text>')
@@ -671,7 +680,7 @@ def main() -> None:
     corpora = [c.strip() for c in args.corpora.split(",") if c.strip()]
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if not set(arms) <= set(ARMS):
-        raise SystemExit(f"--arms: queue and/or random, not {args.arms}")
+        raise SystemExit(f"--arms: some of {', '.join(ARMS)}, not {args.arms}")
 
     def terminated(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)
