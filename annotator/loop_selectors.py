@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet, Sum
 from django.utils import timezone
 
 from annotator.errors import NotFound
@@ -154,7 +154,7 @@ def noise_report(project: Project, *, label: str | None = None,
 
     version = latest_noise_version(project)
     detector = detector_precision(project)
-    detector.pop("recent", None)
+    recent = detector.pop("recent", None) or {}
     if version is None:
         return ({"model_version": None, "estimated_noise_rate": None, "per_class": [], "settled": 0,
                  "detector": detector}, ExampleScore.objects.none())
@@ -175,7 +175,30 @@ def noise_report(project: Project, *, label: str | None = None,
         "detector": detector,
         "suspect_share": (project.queue_state or {}).get("mix", {}).get("suspect"),
     }
+    if not settled:
+        header["expected_errors"] = expected_errors(issues, recent)
     return header, issues
+
+
+def expected_errors(issues: QuerySet[ExampleScore], recent: dict[str, Any]) -> dict[str, Any]:
+    """How many of the open flags are likely real errors ("about N of these").
+
+    Before people have re-checked enough flags the model says: a flagged label is wrong with probability
+    ``1 - label_quality`` (cleanlab's self-confidence, the out-of-sample probability of the given label), so
+    the expected count is their sum. Once ``DETECTOR_MIN_REVIEWED`` suspects were answered, the precision
+    people measured over the latest answers replaces it (the model's probabilities are often overconfident
+    on short, ambiguous text)."""
+    from annotator.services.queue_policy import DETECTOR_MIN_REVIEWED
+
+    totals = issues.aggregate(n=Count("id"), doubt=Sum(1.0 - F("label_quality")))
+    n = totals["n"] or 0
+    if recent.get("reviewed", 0) >= DETECTOR_MIN_REVIEWED:
+        precision, basis = float(recent["precision"]), "reviews"
+    else:
+        precision, basis = (float(totals["doubt"] or 0.0) / n if n else None), "model"
+    return {"open": n, "precision": None if precision is None else round(precision, 4),
+            "n": None if precision is None else int(round(precision * n)), "basis": basis,
+            "reviewed": int(recent.get("reviewed", 0))}
 
 
 def settled_flags(project: Project, *, limit: int = 50) -> list[dict[str, Any]]:

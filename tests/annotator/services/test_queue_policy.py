@@ -261,3 +261,22 @@ def test_with_overlap_another_label_and_a_first_label_share_one_activelab_rankin
     assert state["ranking"] == "activelab"
     assert [eid for eid, _, _ in picked["suspect"]] == [disputed.id]
     assert picked["uncertain"] == []
+
+
+def test_expected_errors_come_from_the_model_then_from_people(project, admin, annotator, as_reviewer):
+    # Given four open flags whose given labels the model gives 0.2, 0.2, 0.6 and 0.6
+    labeled = _examples(project, admin, 4, labeled=True, prefix="f")
+    version = _version(project, n_labeled=100)
+    ModelVersion.objects.filter(pk=version.pk).update(metrics={"noise": {"estimated_noise_rate": 0.1}})
+    for example, quality in zip(labeled, [0.2, 0.2, 0.6, 0.6], strict=True):
+        _scores(version, [example], np.array([[quality, 1 - quality]]), is_issue=True, label_quality=quality,
+                suggested_label="negative")
+
+    # Then before any re-check, the model expects (0.8 + 0.8 + 0.4 + 0.4) / 4 = 0.6 of them to be errors
+    expected = as_reviewer.get(f"/api/v1/projects/{project.id}/noise-report/").json()["expected_errors"]
+    assert expected == {"open": 4, "precision": 0.6, "n": 2, "basis": "model", "reviewed": 0}
+
+    # When people re-checked 12 other flags and found 3 errors, their precision replaces the model's
+    _answered_suspects(project, admin, annotator, errors=3, confirmed=9)
+    expected = as_reviewer.get(f"/api/v1/projects/{project.id}/noise-report/").json()["expected_errors"]
+    assert expected["basis"] == "reviews" and expected["precision"] == 0.25 and expected["n"] == 1
