@@ -26,6 +26,8 @@ from annotator.models import AnnotationKind, Example, Membership, ModelVersion, 
 from annotator.services.annotations import Vote, current_labels_from, refresh_current_labels, votes_of
 
 SINGLE_LABEL_ONLY = "CROWDLAB and ActiveLab take one class per answer: not run on a multi-label project"
+ONE_ANNOTATOR = ("one annotator per item (overlap 1): the current label follows the plain rule, so a re-check "
+                 "by a person is final and is never overruled by the model")
 
 
 def latest_answers(votes: Sequence[Vote], *, through: int | None = None) -> dict[int, Vote]:
@@ -89,6 +91,15 @@ def consensus_update(
                                "n_overrides_majority": 0, "n_cleared": 0, "annotators": {}}
     if project.is_multi_label:
         return {**summary, "method": "skipped", "note": SINGLE_LABEL_ONLY}
+    if int(project.setting("overlap")) <= 1:
+        # A seed label and its re-check are two people too, but CROWDLAB would let the model's opinion overrule
+        # the re-check and the same flag would come back every version: consensus is for overlap projects.
+        stale = list(Example.objects.filter(project=project, consensus__isnull=False).values_list("id", flat=True))
+        if stale:
+            with transaction.atomic():
+                Example.objects.filter(id__in=stale).update(consensus=None)
+                refresh_current_labels(stale, project=project)
+        return {**summary, "method": "skipped", "note": ONE_ANNOTATOR, "n_cleared": len(stale)}
     p = np.asarray(probs, dtype=np.float64)
     if p.shape != (len(example_ids), len(names)):
         raise ValueError(f"probs must have shape ({len(example_ids)}, {len(names)}), got {p.shape}")
@@ -188,8 +199,9 @@ def activelab_candidates(
     names = list(project.label_classes.order_by("position").values_list("name", flat=True))
     index = {name: i for i, name in enumerate(names)}
     k = len(names)
+    # Settled items still inform ActiveLab's estimate of the annotators; they are only never offered again.
     settled = set(Example.objects.filter(id__in=list(labeled_probs), settled=True).values_list("id", flat=True))
-    candidates = [example_id for example_id in labeled_probs if example_id not in settled]
+    candidates = list(labeled_probs)
     votes = votes_of(candidates)
     labeled_ids: list[int] = []
     answers: list[dict[int, Vote]] = []
@@ -211,8 +223,12 @@ def activelab_candidates(
     scores = np.concatenate([labeled_scores, unlabeled_scores])
     ids = np.array(labeled_ids + [int(example_id) for example_id in unlabeled_ids], dtype=np.int64)
     out: list[tuple[int, float, str]] = []
-    for position in np.lexsort((ids, scores))[:n]:
+    for position in np.lexsort((ids, scores)):
+        if len(out) == n:
+            break
         score, example_id = float(scores[position]), int(ids[position])
+        if example_id in settled:
+            continue
         if position < len(labeled_ids):
             given = [v.labels[0] for v in answers[position].values() if len(v.labels) == 1]
             tally = ", ".join(f"{name} ×{given.count(name)}" for name in sorted(set(given), key=given.index))

@@ -14,7 +14,7 @@ from django.urls import reverse
 from annotator.models import Example, Membership, ModelVersion, Role
 from annotator.services.annotations import refresh_current_labels
 from annotator.services.consensus import activelab_candidates, consensus_update
-from annotator.services.projects import member_set
+from annotator.services.projects import member_set, project_update_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,9 @@ def stored(example: Example) -> tuple[list[str], str]:
 
 @pytest.fixture
 def crowd(project, make_user) -> dict[str, Any]:
-    """Two careful annotators (right every time) and two careless ones (right 30% of the time)."""
+    """Two careful annotators (right every time) and two careless ones (right 30% of the time), on a project
+    that asks several people per item (overlap 2)."""
+    project_update_settings(project=project, settings={"overlap": 2})
     people = {name: make_user(name) for name in ("gail", "gus", "bart", "bea")}
     for user in people.values():
         member_set(project=project, username=user.username, role=Role.ANNOTATOR)
@@ -202,6 +204,7 @@ def test_single_answer_items_and_single_annotator_projects_keep_todays_rule(proj
         annotate(example, admin, "neutral")  # the importer changes their mind: still one person
     before = {e.id: stored(e) for e in examples}
 
+    project_update_settings(project=project, settings={"overlap": 2})
     summary = train(project, examples, [None] * len(examples))
 
     assert summary["method"] == "none" and summary["n_items"] == 0
@@ -225,6 +228,7 @@ def test_a_multi_label_project_is_left_alone(multi_project, admin, reviewer, mak
 
 
 def test_probabilities_must_match_the_examples(project, admin, make_examples):
+    project_update_settings(project=project, settings={"overlap": 2})
     examples = make_examples(project, admin, [{"text": "a", "label": "positive"}])
     with pytest.raises(ValueError, match="shape"):
         consensus_update(project=project, example_ids=[e.id for e in examples], probs=np.zeros((2, 3)),
@@ -234,6 +238,8 @@ def test_probabilities_must_match_the_examples(project, admin, make_examples):
 # --- ActiveLab: another label or a first label ---------------------------------------------------------------
 @pytest.fixture
 def version(project) -> ModelVersion:
+    # Three people per item: two agreeing answers do not settle an item yet, so it may get another label.
+    project_update_settings(project=project, settings={"overlap": 3})
     return ModelVersion.objects.create(project=project, number=3, status=ModelVersion.Status.READY)
 
 
@@ -322,3 +328,24 @@ def test_activelab_returns_nothing_on_a_multi_label_project_or_for_no_room(
                                 unlabeled_probs=pool_probs, n=0) == []
     assert [i for i, _, _ in activelab_candidates(project=project, version=version, labeled_probs={},
                                                   unlabeled_ids=pool_ids, unlabeled_probs=pool_probs, n=5)] == pool_ids
+
+
+def test_without_overlap_a_recheck_is_never_overruled_by_the_consensus(project, admin, annotator, make_examples):
+    # Given a seed label and a re-check through the queue that changed it (two people, overlap 1)
+    from annotator.models import QueueItem
+    from annotator.services.queue import queue_add, queue_lease, queue_submit
+
+    [example] = make_examples(project, admin, [{"text": "a seed", "label": "positive"}])
+    queue_add(project=project, examples=[example], reason=QueueItem.Reason.SUSPECT)
+    [item] = queue_lease(project=project, user=annotator, n=1)
+    queue_submit(user=annotator, item_id=item.id, data={"label": "negative"})
+
+    # When a version trains with a model that sides with the seed label
+    summary = consensus_update(project=project, example_ids=[example.id], probs=model_probs(["positive"]),
+                               names=LABELS)
+
+    # Then no consensus is taken: the re-checked label stands and stays settled
+    assert summary["method"] == "skipped"
+    assert stored(example)[0] == ["negative"]
+    example.refresh_from_db()
+    assert example.settled and example.consensus is None
