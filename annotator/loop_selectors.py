@@ -111,7 +111,10 @@ def model_version_for(user: AbstractBaseUser, model_id: Any, *, role: str = Role
     return _project_object_for(ModelVersion, user, model_id, role=role, what="model version")
 
 
-def model_version_out(version: ModelVersion, project: Project) -> dict[str, Any]:
+def model_version_out(version: ModelVersion, project: Project, *,
+                      running_jobs: set[int] | None = None) -> dict[str, Any]:
+    """One version as the models API gives it; ``running_jobs`` (ids of the project's unfinished jobs) saves a
+    query per undecided version when many are listed."""
     metrics = version.metrics or {}
     return {
         "id": version.id,
@@ -121,8 +124,12 @@ def model_version_out(version: ModelVersion, project: Project) -> dict[str, Any]
         "mode": version.mode,
         "n_train": version.n_train,
         "promoted": project.serving_version_id == version.id,
+        # Measured on the stable holdout (None when it is too small: ``holdout`` says why).
         "macro_f1": metrics.get("macro_f1"),
+        "macro_f1_ci": metrics.get("macro_f1_ci"),
         "ece": metrics.get("ece"),
+        "holdout": holdout_out(version),
+        "promotion": promotion_out(version, running_jobs=running_jobs),
         "metrics": metrics,
         "comparison": version.comparison,
         # Agreement with the previous version's predictions on the stop set, and the stopping decision.
@@ -133,6 +140,54 @@ def model_version_out(version: ModelVersion, project: Project) -> dict[str, Any]
         "finished_at": _time(version.finished_at),
         "promoted_at": _time(version.promoted_at),
     }
+
+
+LEGACY_HOLDOUT = "trained before the stable holdout: measured on its validation split only, so not comparable"
+
+
+def holdout_out(version: ModelVersion) -> dict[str, Any]:
+    """The version's held-out measurement (services.holdout, services.pipeline.measure_holdout), or why there
+    is none."""
+    holdout = (version.metrics or {}).get("holdout")
+    if holdout is not None:
+        return holdout
+    if version.status != ModelVersion.Status.READY:
+        return {"n": None, "reason": f"not measured: the version is {version.status}"}
+    return {"n": None, "reason": LEGACY_HOLDOUT}
+
+
+def running_job_ids(project: Project) -> set[int]:
+    return set(Job.objects.filter(project=project).exclude(status__in=Job.FINISHED).values_list("id", flat=True))
+
+
+def promotion_out(version: ModelVersion, *, running_jobs: set[int] | None = None) -> dict[str, Any]:
+    """The promotion decision with its evidence (services.pipeline.decide_promotion) and every promotion of
+    the version since (by hand, rollbacks); ``decision`` is None while or when none was made."""
+    comparison = version.comparison or {}
+    history = list(comparison.get("history") or [])
+    if not history and isinstance(comparison.get("promotion"), str):  # versions from before the history
+        history = [{"reason": comparison["promotion"]}]
+    if comparison.get("decision"):
+        return {"decision": comparison["decision"], "evidence": comparison.get("evidence") or {},
+                "policy": comparison.get("policy"), "decided_at": comparison.get("decided_at"), "history": history}
+    if "candidate_macro_f1" in comparison:  # the shadow comparison of versions from before the holdout
+        evidence = {k: v for k, v in comparison.items() if k not in ("history", "promotion")}
+        return {"decision": "promoted" if comparison.get("promoted") else "rejected", "evidence": evidence,
+                "policy": "auto", "decided_at": None, "history": history}
+    if comparison.get("promotion") == "first version":
+        return {"decision": "first version", "evidence": {"reason": "no version served yet"}, "policy": "auto",
+                "decided_at": None, "history": history}
+    if version.status == ModelVersion.Status.TRAINING:
+        reason = "not decided yet: the version is still training"
+    elif version.status == ModelVersion.Status.FAILED:
+        reason = "not decided: the version failed"
+    elif version.job_id and version.job_id in (running_jobs if running_jobs is not None
+                                               else running_job_ids(version.project)):
+        reason = "not decided yet: promotion waits until scoring succeeded"
+    else:
+        reason = "not decided: scoring did not finish (failed or cancelled); it can be promoted by hand"
+    return {"decision": None, "evidence": {"reason": reason}, "policy": None, "decided_at": None,
+            "history": history}
 
 
 # --- noise report ---------------------------------------------------------------------------------------

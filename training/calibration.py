@@ -8,12 +8,13 @@ multi-label models sigmoid + binary cross-entropy, matching how they were traine
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_expit, log_softmax, softmax
+from scipy.special import expit, log_expit, log_softmax, logit, softmax
 
 #: Temperatures are searched in this range. A tiny validation set on which every prediction is right
 #: has its NLL minimised at T -> 0; the bound keeps that from turning every later prediction into 0/1.
@@ -149,6 +150,75 @@ def _confidence_and_correct(probs: np.ndarray, labels: np.ndarray) -> tuple[np.n
     return p.max(axis=1), p.argmax(axis=1) == y
 
 
+def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    """Bin of each confidence: bin i holds (i / n_bins, (i + 1) / n_bins]; exactly 0 goes to the first."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+
+
+def calibration_cells(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-example sums behind the ECE, so that resampling examples (a bootstrap) re-weighs whole rows.
+
+    Parameters
+    ----------
+    probs : np.ndarray, shape (n, k)
+    labels : np.ndarray, shape (n,) int or (n, k) 0/1 (see :func:`reliability_bins`)
+    n_bins : int
+
+    Returns
+    -------
+    count, confidence, correct : np.ndarray, each of shape (n, n_bins)
+        Per example and bin: how many of its predictions fall in the bin (1 for single-label, up to k
+        for multi-label), the sum of their confidences and how many of them are right. For example
+        weights ``w`` (shape ``(n,)``) the ECE is ``sum_b |w @ correct - w @ confidence| / sum(w @ count)``.
+    """
+    if n_bins < 1:
+        raise ValueError("n_bins must be >= 1")
+    p = np.asarray(probs, dtype=np.float64)
+    confidence, correct = _confidence_and_correct(p, labels)
+    n = p.shape[0]
+    per_row = confidence.size // n if n else 1
+    rows = np.repeat(np.arange(n), per_row)
+    index = _bin_index(confidence, n_bins)
+    count = np.zeros((n, n_bins))
+    conf = np.zeros((n, n_bins))
+    right = np.zeros((n, n_bins))
+    np.add.at(count, (rows, index), 1.0)
+    np.add.at(conf, (rows, index), confidence)
+    np.add.at(right, (rows, index), correct.astype(np.float64))
+    return count, conf, right
+
+
+def thresholds_for_logits(thresholds: Sequence[float], temperature: float) -> list[float]:
+    """Re-express multi-label thresholds on calibrated probabilities on the scale serving compares.
+
+    Serving (:func:`training.heads.decide`) predicts class ``j`` when ``sigmoid(z_j) >= t_j``, on the raw
+    logits ``z``. Thresholds tuned on the calibrated probabilities ``sigmoid(z / T)`` that serving reports
+    become ``sigmoid(T * logit(t))`` there, so a class is predicted exactly when its reported, calibrated
+    probability reaches the tuned threshold.
+
+    Parameters
+    ----------
+    thresholds : sequence of float, length k
+        Thresholds in ``(0, 1)`` on calibrated probabilities.
+    temperature : float, > 0
+
+    Returns
+    -------
+    list of float
+        ``k`` thresholds in ``(0, 1)`` on ``sigmoid(logits)``. The logit is clipped to ``[-30, 30]`` so
+        the value stays strictly inside ``(0, 1)`` in float64 (only logits beyond 30 could decide otherwise).
+    """
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    t = np.asarray(thresholds, dtype=np.float64)
+    if np.any(t <= 0) or np.any(t >= 1):
+        raise ValueError("thresholds must lie in (0, 1)")
+    return [float(v) for v in expit(np.clip(temperature * logit(t), -30.0, 30.0))]
+
+
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> list[dict[str, Any]]:
     """Equal-width confidence bins for a reliability diagram.
 
@@ -168,8 +238,7 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) ->
         raise ValueError("n_bins must be >= 1")
     confidence, correct = _confidence_and_correct(probs, labels)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # Bin i holds (edges[i], edges[i+1]]; a confidence of exactly 0 goes to the first bin.
-    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    index = _bin_index(confidence, n_bins)
     bins: list[dict[str, Any]] = []
     for b in range(n_bins):
         members = index == b

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, precision_recall_curve
 
+from training.calibration import CalibrationReport, calibration_report, thresholds_for_logits
 from training.data import stratified_split
 from training.encoder import EmbeddingCache, Encoder, EncoderConfig, model_config
 from training.heads import (
@@ -239,8 +240,10 @@ class TrainedModel:
     config:
         The settings it was trained with.
     thresholds:
-        Multi-label: per-class decision thresholds on uncalibrated probabilities, tuned on
-        validation data; ``None`` for single-label.
+        Multi-label: per-class decision thresholds on ``sigmoid(logits)``, the scale
+        :func:`~training.heads.decide` compares; ``None`` for single-label. :func:`calibrate` tunes them on
+        the calibrated probabilities and re-expresses them on this scale, so a class is predicted exactly
+        when its calibrated probability reaches the tuned threshold.
     temperature:
         Temperature applied by :meth:`predict_proba` (fitted by the caller; 1.0 means none).
     best_epoch:
@@ -346,7 +349,7 @@ def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, *, default: float = 0
     y_true:
         ``(n, k)`` multi-hot targets.
     probs:
-        ``(n, k)`` uncalibrated probabilities.
+        ``(n, k)`` probabilities; :func:`calibrate` passes the calibrated ones serving reports.
     default:
         Threshold of a class without positive validation examples.
 
@@ -366,6 +369,51 @@ def tune_thresholds(y_true: np.ndarray, probs: np.ndarray, *, default: float = 0
         best = float(cut[int(np.argmax(f1))])
         thresholds.append(float(np.clip(best, 1e-4, 1 - 1e-4)))
     return thresholds
+
+
+def calibrate(
+    model: TrainedModel, logits: np.ndarray, labels: Sequence[str] | Sequence[Sequence[str]]
+) -> tuple[CalibrationReport, list[float] | None]:
+    """Fit the model's temperature on held-out logits, then tune multi-label thresholds on the calibrated
+    probabilities (the ones serving reports), both on the same held-out rows.
+
+    Parameters
+    ----------
+    model:
+        The trained model; its ``temperature`` and (multi-label) ``thresholds`` are set in place.
+    logits:
+        ``(n, k)`` logits of held-out examples the model did not train on (the fit split).
+    labels:
+        Their ``n`` labels (names, or lists of names for multi-label).
+
+    Returns
+    -------
+    report, calibrated_thresholds
+        The temperature fit (:class:`~training.calibration.CalibrationReport` on these rows: its "after" is
+        optimistic, measure on other data) and, for multi-label, the ``k`` thresholds on calibrated
+        probabilities (``model.thresholds`` holds the same decisions on ``sigmoid(logits)``, see
+        :func:`~training.calibration.thresholds_for_logits`); ``None`` for single-label.
+    """
+    multi = model.task == "multi_label"
+    y = encode_labels(labels, model.label_names, model.task)
+    report = calibration_report(logits, y.astype(np.int64), multi_label=multi)
+    model.temperature = float(report.temperature)
+    if not multi:
+        return report, None
+    calibrated = probabilities(logits, model.task, model.temperature)
+    tuned = _between_scores(tune_thresholds(y, calibrated), calibrated)
+    model.thresholds = thresholds_for_logits(tuned, model.temperature)
+    return report, tuned
+
+
+def _between_scores(thresholds: Sequence[float], probs: np.ndarray) -> list[float]:
+    """Move each threshold from the score it was cut at to halfway to the next lower score: the same decisions
+    on these rows, and no held-out probability sits exactly on a boundary that rounding could flip."""
+    out = []
+    for j, t in enumerate(thresholds):
+        below = probs[:, j][probs[:, j] < t]
+        out.append(float((t + below.max()) / 2) if below.size else float(t))
+    return out
 
 
 def _val_metrics(

@@ -146,24 +146,102 @@ class ProjectJobsApi(APIView):
 
 
 # --- models and predictions ------------------------------------------------------------------------------
+def _interval(**kwargs: object) -> serializers.ListField:
+    return serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2, required=False,
+                                 **kwargs)
+
+
+class HoldoutOut(serializers.Serializer):
+    """The version measured on the stable holdout (services.holdout), or ``reason`` instead of numbers: a
+    holdout too small to measure has ``n``, ``reason`` and its size and sources, and none of the figures."""
+
+    n = serializers.IntegerField(allow_null=True, help_text="held-out labels")
+    reason = serializers.CharField(required=False, help_text="why there are no numbers, e.g. \"too few "
+                                                             "held-out labels to measure: ...\"")
+    macro_f1 = serializers.FloatField(required=False)
+    macro_f1_ci = _interval(help_text="bootstrap 95% interval [low, high]")
+    accuracy = serializers.FloatField(required=False)
+    accuracy_ci = _interval()
+    micro_f1 = serializers.FloatField(required=False, help_text="multi-label")
+    micro_f1_ci = _interval()
+    subset_accuracy = serializers.FloatField(required=False, help_text="multi-label")
+    subset_accuracy_ci = _interval()
+    hamming_loss = serializers.FloatField(required=False, help_text="multi-label")
+    hamming_loss_ci = _interval()
+    ece = serializers.FloatField(required=False, help_text="after temperature scaling")
+    ece_ci = _interval()
+    ece_before = serializers.FloatField(required=False)
+    ece_before_ci = _interval()
+    per_class = serializers.ListField(child=serializers.DictField(), required=False,
+                                      help_text="label, precision, recall, f1, support, each with *_ci")
+    confusion_matrix = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()),
+                                             required=False, help_text="rows: true labels")
+    calibration = serializers.DictField(required=False, help_text="temperature, reliability bins before/after")
+    slices = serializers.DictField(required=False, help_text="per example source: n, macro_f1, macro_f1_ci")
+    sources = serializers.DictField(child=serializers.IntegerField(), required=False,
+                                    help_text="held-out labels by origin: import, random (queue items)")
+    example_sources = serializers.DictField(child=serializers.IntegerField(), required=False)
+    eligible = serializers.IntegerField(required=False, help_text="labeled examples the rule may hold out")
+    n_labeled = serializers.IntegerField(required=False)
+    cut = serializers.FloatField(required=False, help_text="hash below which eligible examples are held out")
+    rule = serializers.DictField(required=False)
+    rule_text = serializers.CharField(required=False)
+
+
+class PromotionOut(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["promoted", "rejected", "manual", "first version"], allow_null=True)
+    evidence = serializers.DictField(help_text="the paired bootstrap on the holdout (candidate and serving "
+                                               "macro-F1, difference_ci, margin, shown_worse), or a reason")
+    policy = serializers.ChoiceField(choices=["auto", "manual"], allow_null=True)
+    decided_at = serializers.CharField(allow_null=True)
+    history = serializers.ListField(child=serializers.DictField(),
+                                    help_text="every promotion of this version: reason, at, replaced_version")
+
+
+class ModelVersionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.IntegerField()
+    version = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=ModelVersion.Status.values)
+    mode = serializers.CharField()
+    n_train = serializers.IntegerField()
+    promoted = serializers.BooleanField(help_text="this version serves")
+    macro_f1 = serializers.FloatField(allow_null=True, help_text="on the holdout; null when it is too small")
+    macro_f1_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+    ece = serializers.FloatField(allow_null=True)
+    holdout = HoldoutOut()
+    promotion = PromotionOut()
+    metrics = serializers.DictField()
+    comparison = serializers.DictField()
+    stability = serializers.DictField()
+    content_hash = serializers.CharField()
+    snapshot = serializers.DictField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    promoted_at = serializers.DateTimeField(allow_null=True)
+
+
 class ProjectModelsApi(APIView):
-    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: OpenApiTypes.OBJECT, **ERRORS},
-                   summary="Model versions with metrics (reviewer)")
+    @extend_schema(parameters=PAGE_PARAMETERS,
+                   responses={200: paginated("PaginatedModelVersionList", ModelVersionOut(many=True)), **ERRORS},
+                   summary="Model versions with holdout metrics and promotion decisions (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
         paginator = Pagination()
         versions = ModelVersion.objects.filter(project=project).order_by("-number")
         page = paginator.paginate_queryset(versions, request, view=self)
-        return paginator.get_paginated_response([loop_selectors.model_version_out(v, project) for v in page])
+        running = loop_selectors.running_job_ids(project)
+        rows = [loop_selectors.model_version_out(v, project, running_jobs=running) for v in page]
+        return paginator.get_paginated_response(ModelVersionOut(rows, many=True).data)
 
 
 class ModelPromoteApi(APIView):
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS},
-                   summary="Make this version the serving one (reviewer)")
+    @extend_schema(request=None, responses={200: ModelVersionOut, **ERRORS},
+                   summary="Make this version the serving one (reviewer): promote a candidate or roll back")
     def post(self, request: Request, model_id: int) -> Response:
         version = loop_selectors.model_version_for(request.user, model_id, role=Role.REVIEWER)
         version = model_services.model_promote(version=version, reason=f"promoted by {request.user.username}")
-        return Response(loop_selectors.model_version_out(version, version.project))
+        return Response(ModelVersionOut(loop_selectors.model_version_out(version, version.project)).data)
 
 
 class PredictApi(APIView):

@@ -55,15 +55,26 @@ def maybe_retrain(*, project: Project) -> Job | None:
 
 
 def model_promote(*, version: ModelVersion, reason: str) -> ModelVersion:
-    """Make ``version`` the serving one. Only finished versions can serve."""
+    """Make ``version`` the serving one: the automatic decision (services.pipeline.decide_promotion), a person
+    promoting a candidate the rule rejected or left to them, or a rollback to an earlier version. Only
+    finished versions can serve. Each promotion is appended to ``comparison["history"]`` with the version it
+    replaced; the automatic decision and its evidence stay as they were recorded."""
     if version.status != ModelVersion.Status.READY:
         raise InvalidInput(f"version {version.number} is {version.status}; only a ready version can serve")
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=version.project_id)
+        version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        replaced = project.serving_version
         project.serving_version = version
         project.save(update_fields=["serving_version"])
-        version.promoted_at = timezone.now()
-        version.comparison = {**version.comparison, "promotion": reason}
+        now = timezone.now()
+        version.promoted_at = now
+        entry: dict[str, Any] = {"reason": reason, "at": now.isoformat(),
+                                 "replaced_version": replaced.number if replaced else None}
+        if replaced is not None and replaced.number > version.number:
+            entry["rollback"] = True
+        version.comparison = {**version.comparison,
+                              "history": [*version.comparison.get("history", []), entry]}
         version.save(update_fields=["promoted_at", "comparison"])
     version.project = project
     return version

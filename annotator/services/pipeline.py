@@ -1,17 +1,24 @@
-"""The loop's jobs: train a version, score the pool in chunks, rebuild the queue.
+"""The loop's jobs: train a version, score the pool in chunks, decide promotion, rebuild the queue.
 
 A train job runs these stages, writing progress to its job row:
 
-    snapshot -> split -> train (training.train) -> calibrate -> evaluate -> out-of-sample probabilities
-    -> label noise (cleanlab) -> artifact + drift reference -> ModelVersion -> promotion decision
-    -> score chunks (scoring queue, several workers) -> queue rebuild (services.queue_policy) -> job succeeded
+    snapshot -> split (stable holdout, services.holdout; then a validation split of the training side)
+    -> train (training.train; early stopping on the validation split) -> calibrate (temperature and
+    multi-label thresholds on the validation split) -> out-of-sample probabilities -> label noise (cleanlab)
+    -> evaluate on the holdout with the served predictions (bootstrap intervals) -> artifact + drift
+    reference -> ModelVersion (ready, not serving) -> score chunks (scoring queue, several workers)
+    -> promotion decision (once every chunk is scored) -> queue rebuild (services.queue_policy)
+    -> job succeeded
 
-A failure anywhere leaves the serving version and every label untouched: the version row is marked
-failed, the partial artifact directory is never referenced.
+A failure anywhere leaves the serving version and every label untouched: a failure before the version is
+ready marks it failed and its partial artifact directory is never referenced; a scoring failure or a cancel
+while scoring leaves the ready version unpromoted (it can still be promoted by hand), because promotion is
+decided only after the last chunk is scored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -46,7 +53,11 @@ log = logging.getLogger(__name__)
 # Examples per scoring task: the unit of work a killed worker loses and another worker takes over.
 SCORE_CHUNK = int(os.environ.get("SCORE_CHUNK_SIZE", 1000))
 MIN_PER_CLASS = 2
-PROMOTION_TOLERANCE = 0.0  # a new version may not lose any macro-F1 to the serving one
+# Promotion (project setting ``promotion`` "auto"): a candidate is rejected only when a paired bootstrap on the
+# holdout shows it worse than the serving version by more than this much macro-F1 (training.metrics
+# .paired_bootstrap: the upper end of the 95% interval of the difference is below -PROMOTION_MARGIN).
+PROMOTION_MARGIN = 0.01
+VALIDATION_SHARE = 0.15
 MIN_VAL_FOR_BACKEND_CHOICE = 50
 
 
@@ -107,13 +118,41 @@ def take_snapshot(project: Project) -> Snapshot:
     return Snapshot(ids, texts, labels, sources, max_id)
 
 
-def _split(snapshot: Snapshot, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified validation split: 15% of every class with at least two examples (at least one each).
-    Labeled production examples land in it in proportion, and the shadow comparison uses them."""
+@dataclass
+class Split:
+    """Indices into the snapshot: ``train`` (fits the weights), ``val`` (early stopping, temperature,
+    thresholds, serving backend; carved from the training side) and ``holdout`` (only measures)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    holdout: np.ndarray
+    holdout_record: dict[str, Any]
+
+
+def _split(project: Project, snapshot: Snapshot, *, seed: int) -> Split:
+    """The stable holdout first (services.holdout: the same examples for every version), then a stratified
+    validation split of the rest: 15% of every class with at least two examples (at least one each)."""
+    from annotator.services.holdout import holdout_split
     from training.data import stratified_split
 
-    train_idx, val_idx = stratified_split(snapshot.labels, 0.15, seed=seed)
-    return np.asarray(train_idx), np.asarray(val_idx)
+    held = holdout_split(project=project, example_ids=snapshot.example_ids, sources=snapshot.sources)
+    rest_labels = [snapshot.labels[i] for i in held.rest]
+    if project.is_multi_label:
+        trainable = len(held.rest) >= 4
+    else:
+        counts: dict[str, int] = {}
+        for label in rest_labels:
+            counts[label] = counts.get(label, 0) + 1
+        trainable = sum(1 for c in counts.values() if c >= MIN_PER_CLASS) >= 2
+    if not trainable:
+        raise TrainingInputError(
+            f"{len(held.holdout)} of the {len(snapshot.texts)} labels are held out to measure versions, and the "
+            f"rest is too little to train on (at least {MIN_PER_CLASS} labels in at least two classes); "
+            "label more examples")
+    train_rel, val_rel = stratified_split(rest_labels, VALIDATION_SHARE, seed=seed)
+    return Split(train=held.rest[np.asarray(train_rel, dtype=np.int64)],
+                 val=held.rest[np.asarray(val_rel, dtype=np.int64)], holdout=held.holdout,
+                 holdout_record=held.record)
 
 
 def _encoder_config(project: Project):  # noqa: ANN202
@@ -131,7 +170,8 @@ def _embedding_cache():  # noqa: ANN202
 
 
 def run_training(job: Job, reporter: JobReporter) -> None:
-    """Train, evaluate, find noise, store the version; then hand over to scoring."""
+    """Train, calibrate, find noise, measure on the holdout, store the version; then hand over to scoring,
+    whose last chunk decides promotion."""
     project = job.project
     names = project_labels(project)
     multi = project.is_multi_label
@@ -142,21 +182,23 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     n = len(snapshot.texts)
     production_share = sum(1 for s in snapshot.sources if s == "production") / n
     reporter(0.015, "loading", "loading the ML libraries", force=True)
+    from annotator.services.holdout import holdout_reason
     from training.artifacts import Predictor, load_artifact, save_artifact
-    from training.calibration import calibration_report
     from training.drift import build_drift_reference
     from training.encoder import Encoder
     from training.heads import probabilities
-    from training.metrics import evaluate
     from training.serving import choose_serving_backend
-    from training.train import TrainConfig, train_classifier, train_seeds
+    from training.train import TrainConfig, calibrate, train_classifier, train_seeds
 
-    reporter(0.02, "split", f"{n} labeled examples; {production_share:.0%} from production", force=True)
-    train_idx, val_idx = _split(snapshot, seed=0)
+    split = _split(project, snapshot, seed=0)
+    reporter(0.02, "split", f"{n} labeled examples; {production_share:.0%} from production; "
+             f"{len(split.holdout)} held out to measure versions", force=True)
     pick = lambda values, idx: [values[i] for i in idx]  # noqa: E731
-    train_texts, val_texts = pick(snapshot.texts, train_idx), pick(snapshot.texts, val_idx)
-    train_labels, val_labels = pick(snapshot.labels, train_idx), pick(snapshot.labels, val_idx)
-    val_sources = np.array(pick(snapshot.sources, val_idx))
+    train_texts, val_texts = pick(snapshot.texts, split.train), pick(snapshot.texts, split.val)
+    train_labels, val_labels = pick(snapshot.labels, split.train), pick(snapshot.labels, split.val)
+    holdout_texts, holdout_labels = pick(snapshot.texts, split.holdout), pick(snapshot.labels, split.holdout)
+    holdout_sources = np.array(pick(snapshot.sources, split.holdout))
+    measurable = holdout_reason(holdout_labels, names) is None
 
     # A redelivered job (its worker died) leaves a half-made version behind: it never becomes ready.
     ModelVersion.objects.filter(job=job, status=ModelVersion.Status.TRAINING).update(
@@ -171,37 +213,36 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         seeds_result = None
         if int(params.get("seeds", 1)) > 1:
             reporter(0.04, "seeds", f"training {params['seeds']} seeds for mean and spread")
+            # The spread is measured where the reported figure is: on the holdout, when it can be measured.
             seeds_result = train_seeds(
                 train_texts, train_labels, names, seeds=list(range(int(params["seeds"]))), task=task,
                 config=config, val_texts=val_texts, val_labels=val_labels, cache=cache,
+                eval_texts=holdout_texts if measurable else None, eval_labels=holdout_labels if measurable else None,
                 should_cancel=reporter.should_cancel,
             ).to_dict()
+            seeds_result["on"] = "holdout" if measurable else "validation"
         model = train_classifier(
             train_texts, train_labels, names, task=task, config=config, val_texts=val_texts, val_labels=val_labels,
             progress=reporter.span(0.05, 0.55), should_cancel=reporter.should_cancel, cache=cache,
         )
         reporter.check()
 
-        # Calibration on validation data, then metrics of the calibrated model.
-        reporter(0.56, "calibrating", "temperature scaling on the validation split", force=True)
-        val_embeddings = model.embed(val_texts)  # one pass serves calibration, metrics and the reference
+        # Temperature and multi-label thresholds on the validation split (training side), never the holdout.
+        reporter(0.56, "calibrating", "temperature scaling and thresholds on the validation split", force=True)
+        val_embeddings = model.embed(val_texts)  # one pass serves calibration and the drift reference
         val_logits = model.logits_from_embeddings(val_embeddings)
-        y_val = _label_matrix(val_labels, names, multi)
-        calibration = calibration_report(val_logits, y_val, multi_label=multi)
-        model.temperature = float(calibration.temperature)
+        fit, calibrated_thresholds = calibrate(model, val_logits, val_labels)
         val_probs = probabilities(val_logits, task, model.temperature)
-        slices = {f"source={s}": val_sources == s for s in sorted(set(val_sources))}
-        metrics = evaluate(y_val, _decisions(val_probs, model, multi), names, probs=val_probs, slices=slices,
-                           multi_label=multi)
-        metrics.update({
-            "ece": calibration.ece_after, "ece_before": calibration.ece_before,
-            "temperature": calibration.temperature, "calibration": calibration.to_dict(),
-            "n_train": len(train_texts), "n_val": len(val_texts), "mode": mode,
+        metrics: dict[str, Any] = {
+            "temperature": fit.temperature,
+            # What the fitting saw; optimistic by construction, so never shown as the version's quality.
+            "validation": {"n": len(val_texts), "macro_f1": model.val_metrics.get("macro_f1"),
+                           "ece_before": fit.ece_before, "ece_after": fit.ece_after,
+                           "thresholds": calibrated_thresholds,
+                           "use": "early stopping, temperature, thresholds and the serving backend"},
+            "n_train": len(train_texts), "n_val": len(val_texts), "n_holdout": len(holdout_texts), "mode": mode,
             "production_share": production_share, "seeds": seeds_result,
-        })
-        if seeds_result:
-            metrics["macro_f1_mean"] = seeds_result.get("mean")
-            metrics["macro_f1_std"] = seeds_result.get("std")
+        }
 
         # Out-of-sample probabilities for every labeled example (frozen base embeddings, K folds), cleanlab.
         reporter(0.6, "noise", "out-of-sample probabilities and label noise (cleanlab)", force=True)
@@ -211,13 +252,21 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         metrics["noise"] = noise_metrics
         reporter.check()
 
-        # Serving backend and artifact.
-        reporter(0.7, "saving", "choosing the CPU serving backend and writing the artifact", force=True)
+        # Serving backend, then the holdout measured with exactly what serving will answer.
+        reporter(0.7, "saving", "choosing the CPU serving backend and measuring on the holdout", force=True)
         serving = None
         # Too few validation texts cannot show that INT8 or ONNX keeps accuracy: serve fp32 then.
         if len(val_texts) >= MIN_VAL_FOR_BACKEND_CHOICE:
             serving = choose_serving_backend(Predictor.from_trained(model), val_texts, val_labels, tolerance=0.01)
             metrics["serving"] = serving
+        serving_predictor = Predictor.from_trained(model, backend=(serving or {}).get("backend", "torch_fp32"))
+        holdout, holdout_predicted = measure_holdout(serving_predictor, holdout_texts, holdout_labels, holdout_sources,
+                                                     names, multi, split.holdout_record)
+        metrics["holdout"] = holdout
+        metrics.update(_reported(holdout))
+        if seeds_result and seeds_result["on"] == "holdout":
+            metrics["macro_f1_mean"] = seeds_result.get("mean")
+            metrics["macro_f1_std"] = seeds_result.get("std")
         directory = version_dir(version)
         with _writing_files_of(version, directory):
             if directory.exists():  # a retried job's leftovers: never referenced by a ready version
@@ -225,6 +274,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
             directory.mkdir(parents=True)
             content_hash = save_artifact(model, directory / "model", metrics=jsonable(metrics),
                                          extra={"snapshot": _snapshot_record(snapshot)}, serving=serving)
+            _save_holdout(directory, [snapshot.example_ids[i] for i in split.holdout], holdout_labels,
+                          holdout_predicted, names, multi)
         # The drift reference must look like what serving will produce: the chosen backend's embeddings.
         backend = (serving or {}).get("backend", "torch_fp32")
         if backend == "torch_fp32":
@@ -262,14 +313,88 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         shutil.rmtree(version_dir(version), ignore_errors=True)
         raise
 
-    reporter(0.75, "promotion", "comparing with the serving version", force=True)
-    promoted = decide_promotion(version, val_texts, val_labels, val_sources)
-    job.result = {"model_version": version.number, "model_version_id": version.id, "promoted": promoted,
-                  "macro_f1": metrics.get("macro_f1"), "mode": mode, "n_train": len(train_texts),
-                  "production_share": production_share, "issues": noise_metrics.get("n_issues")}
+    # Promotion waits for scoring (finish_scoring): a scoring failure must not leave this version serving.
+    job.result = {"model_version": version.number, "model_version_id": version.id, "promoted": None,
+                  "macro_f1": metrics.get("macro_f1"), "macro_f1_ci": metrics.get("macro_f1_ci"),
+                  "holdout": {"n": holdout.get("n"), "reason": holdout.get("reason")}, "mode": mode,
+                  "n_train": len(train_texts), "production_share": production_share,
+                  "issues": noise_metrics.get("n_issues")}
     Job.objects.filter(pk=job.pk).update(result=job.result)
     reporter.close()
     start_scoring(job, version, reporter)
+
+
+HOLDOUT_FILE = "holdout.json"
+
+
+def _decision_names(predicted: np.ndarray, names: list[str], multi: bool) -> list[Any]:
+    if multi:
+        return [[names[j] for j in np.flatnonzero(row)] for row in predicted]
+    return [names[int(i)] for i in predicted]
+
+
+def _save_holdout(directory: Path, example_ids: list[int], labels: list[Any], predicted: np.ndarray | None,
+                  names: list[str], multi: bool) -> None:
+    """The held-out examples with their labels as of the snapshot and the version's served decisions, beside
+    the artifact: the promotion decision compares the serving version on exactly these."""
+    decisions = [] if predicted is None else _decision_names(predicted, names, multi)
+    payload = {"example_ids": [int(pk) for pk in example_ids], "labels": labels, "predicted": decisions}
+    (directory / HOLDOUT_FILE).write_text(json.dumps(payload))
+
+
+def measure_holdout(predictor: Any, texts: list[str], labels: list[Any], sources: np.ndarray, names: list[str],
+                    multi: bool, record: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The version's reported metrics: the held-out labels against the decisions and probabilities that
+    ``predictor`` (the serving backend with the stored temperature and thresholds) gives, each with a
+    bootstrap 95% interval; or, below the documented minimum, the reason instead of numbers.
+
+    Returns the ``holdout`` record and the decisions (``None`` without held-out examples)."""
+    from annotator.services.holdout import HOLDOUT_MIN, HOLDOUT_MIN_PER_CLASS, TOO_FEW, holdout_reason
+    from training.calibration import apply_temperature, calibration_report
+    from training.metrics import ece_interval, evaluate, metric_intervals
+
+    out = dict(record)
+    reason = holdout_reason(labels, names)
+    if not texts:
+        return {**out, "reason": reason}, None
+    prediction = predictor.predict(texts, with_token_stats=False)
+    predicted = prediction.predicted.astype(np.int64)
+    if reason:
+        return {**out, "reason": reason}, predicted
+    y = _label_matrix(labels, names, multi)
+    measured = evaluate(y, predicted, names, probs=prediction.probs, multi_label=multi)
+    intervals = metric_intervals(y, predicted, names, multi_label=multi)
+    for key, interval in intervals.items():
+        if key != "per_class":
+            measured[f"{key}_ci"] = interval
+    for row, interval in zip(measured["per_class"], intervals["per_class"], strict=True):
+        row.update({f"{key}_ci": value for key, value in interval.items()})
+        if row["support"] < HOLDOUT_MIN_PER_CLASS:
+            row["reason"] = TOO_FEW
+    calibration = calibration_report(prediction.logits, y, multi_label=multi, temperature=predictor.temperature)
+    measured["ece_before"] = calibration.ece_before
+    measured["ece_before_ci"] = ece_interval(apply_temperature(prediction.logits, 1.0, multi_label=multi), y)
+    measured["ece_ci"] = ece_interval(prediction.probs, y)
+    measured["calibration"] = calibration.to_dict()
+    slices = {}
+    for source in sorted(set(sources.tolist())):
+        mask = sources == source
+        if mask.sum() < HOLDOUT_MIN:
+            slices[f"source={source}"] = {"n": int(mask.sum()), "reason": TOO_FEW}
+            continue
+        part = evaluate(y[mask], predicted[mask], names, multi_label=multi)
+        part["macro_f1_ci"] = metric_intervals(y[mask], predicted[mask], names, multi_label=multi)["macro_f1"]
+        slices[f"source={source}"] = {key: part[key] for key in ("n", "macro_f1", "macro_f1_ci")}
+    measured["slices"] = slices
+    return {**out, **measured}, predicted
+
+
+def _reported(holdout: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures every reader of a version takes (the models API, learning curve, overview, cold
+    start): the holdout's, or ``None`` when it cannot be measured."""
+    keys = ("macro_f1", "macro_f1_ci", "accuracy", "accuracy_ci", "micro_f1", "micro_f1_ci", "ece", "ece_ci",
+            "ece_before", "ece_before_ci")
+    return {key: holdout.get(key) for key in keys}
 
 
 def _new_version(project: Project, job: Job, snapshot: Snapshot) -> ModelVersion:
@@ -409,47 +534,85 @@ def _write_noise_scores(version: ModelVersion, rows: list[dict[str, Any]]) -> No
     save_scores(version, scores)
 
 
-def decide_promotion(version: ModelVersion, val_texts: list[str], val_labels: list[Any],
-                     val_sources: np.ndarray) -> bool:
-    """Promote the first version; later ones only when they do not lose to the serving one on the labeled
-    production examples of the validation split (or the whole split when it has none)."""
-    from training.metrics import evaluate
+def decide_promotion(version: ModelVersion) -> dict[str, Any]:
+    """Decide whether ``version`` replaces the serving version, store the decision with its evidence in
+    ``version.comparison`` (``decision``, ``evidence``, ``policy``) and promote when it says so.
 
-    project = Project.objects.get(pk=version.project_id)
+    - Nothing serves: ``first version``, promoted (also under ``manual``: predictions need a version).
+    - ``promotion`` ``manual``: ``manual``, never promoted automatically; the evidence is still recorded.
+    - ``auto``: ``rejected`` when a paired bootstrap on this version's holdout shows it worse than the serving
+      version by more than ``PROMOTION_MARGIN`` macro-F1 (training.metrics.paired_bootstrap); otherwise
+      ``promoted``. A comparison that cannot be made fairly (too few held-out labels, a serving version trained
+      before the stable holdout, a serving artifact that fails to load) cannot show the candidate worse, so it
+      is promoted, and the evidence says why there was no comparison.
+
+    Called once every chunk is scored; a second call returns the stored decision."""
+    from annotator.services.models import model_promote
+
+    version.refresh_from_db()
+    if version.comparison.get("decision"):
+        return {"decision": version.comparison["decision"], "evidence": version.comparison.get("evidence", {})}
+    project = Project.objects.select_related("serving_version").get(pk=version.project_id)
+    policy = project.setting("promotion")
     serving = project.serving_version
-    names = project_labels(project)
-    multi = project.is_multi_label
     if serving is None or serving.status != ModelVersion.Status.READY:
-        from annotator.services.models import model_promote
+        decision = "first version"
+        evidence: dict[str, Any] = {"reason": "no version served yet" + (
+            "; promotion is manual, but the first version serves so that predictions work" if policy == "manual"
+            else "")}
+    else:
+        evidence = _paired_evidence(version, serving)
+        if policy == "manual":
+            decision = "manual"
+        else:
+            decision = "rejected" if evidence.get("shown_worse") else "promoted"
+    record = {"decision": decision, "evidence": jsonable(evidence), "policy": policy,
+              "decided_at": timezone.now().isoformat()}
+    ModelVersion.objects.filter(pk=version.pk).update(comparison={**version.comparison, **record})
+    version.refresh_from_db()
+    if decision in ("promoted", "first version"):
+        against = evidence.get("against_version")
+        model_promote(version=version, reason=(
+            "first version" if decision == "first version"
+            else f"promoted automatically: not shown worse than v{against}" if against
+            else "promoted automatically"))
+    return {"decision": decision, "evidence": record["evidence"]}
 
-        model_promote(version=version, reason="first version")
-        return True
-    production = val_sources == "production"
-    mask = production if production.sum() >= 5 else np.ones(len(val_texts), dtype=bool)
-    texts = [t for t, keep in zip(val_texts, mask, strict=True) if keep]
-    y = _label_matrix([lab for lab, keep in zip(val_labels, mask, strict=True) if keep], names, multi)
-    results = {}
-    for name, candidate in (("candidate", version), ("serving", serving)):
-        try:
-            prediction = predictor_for(candidate).predict(texts, with_token_stats=False)
-        except Exception as error:  # noqa: BLE001 - a broken serving artifact must not block a new version
-            log.warning("shadow comparison: %s version failed to predict: %s", name, error)
-            results[name] = None
-            continue
-        pred = prediction.predicted.astype(np.int64)
-        results[name] = evaluate(y, pred, names, multi_label=multi)["macro_f1"]
-    candidate_f1, serving_f1 = results["candidate"], results["serving"]
-    promote = serving_f1 is None or (candidate_f1 is not None and candidate_f1 >= serving_f1 - PROMOTION_TOLERANCE)
-    comparison = {"against_version": serving.number, "on": "production" if mask is production else "validation",
-                  "n": int(mask.sum()), "candidate_macro_f1": candidate_f1, "serving_macro_f1": serving_f1,
-                  "promoted": promote}
-    ModelVersion.objects.filter(pk=version.pk).update(comparison=comparison)
-    if promote:
-        from annotator.services.models import model_promote
 
-        version.refresh_from_db()
-        model_promote(version=version, reason="won the shadow comparison")
-    return promote
+def _paired_evidence(version: ModelVersion, serving: ModelVersion) -> dict[str, Any]:
+    """The paired comparison of ``version`` with ``serving`` on ``version``'s holdout, or why there is none."""
+    from annotator.services.holdout import same_rule
+    from training.metrics import paired_bootstrap
+
+    base = {"against_version": serving.number, "on": "holdout", "margin": PROMOTION_MARGIN}
+    holdout = (version.metrics or {}).get("holdout") or {}
+    if holdout.get("reason"):
+        return {**base, "n": holdout.get("n"), "reason": f"no comparison: {holdout['reason']}"}
+    if not same_rule((serving.metrics or {}).get("holdout")):
+        return {**base, "reason": f"no fair comparison: v{serving.number} was trained before the stable holdout "
+                                  "and may have trained on these examples"}
+    try:
+        stored = json.loads((version_dir(version) / HOLDOUT_FILE).read_text())
+    except (OSError, ValueError) as error:
+        return {**base, "reason": f"no comparison: the held-out predictions of v{version.number} are unreadable "
+                                  f"({error})"}
+    names = project_labels(version.project)
+    multi = version.project.is_multi_label
+    texts = dict(Example.objects.filter(id__in=stored["example_ids"]).values_list("id", "text"))
+    rows = [i for i, pk in enumerate(stored["example_ids"]) if pk in texts]
+    try:
+        prediction = predictor_for(serving).predict([texts[stored["example_ids"][i]] for i in rows],
+                                                    with_token_stats=False)
+    except Exception as error:  # noqa: BLE001 - a broken serving artifact must not block a new version
+        log.warning("promotion: v%s failed to predict: %s", serving.number, error)
+        return {**base, "reason": f"no comparison: v{serving.number} failed to predict ({error})"}
+    y = _label_matrix([stored["labels"][i] for i in rows], names, multi)
+    candidate = _label_matrix([stored["predicted"][i] for i in rows], names, multi)
+    result = paired_bootstrap(y, candidate, prediction.predicted.astype(np.int64), names, margin=PROMOTION_MARGIN,
+                              multi_label=multi)
+    result["serving_macro_f1"] = result.pop("baseline_macro_f1")
+    result["serving_macro_f1_ci"] = result.pop("baseline_macro_f1_ci")
+    return {**base, **result}
 
 
 # --- scoring ----------------------------------------------------------------------------------------------
@@ -516,8 +679,8 @@ def _cancel_scoring(score_job: Job) -> None:
     job_finish(score_job.pk, Job.Status.CANCELLED, message="cancelled")
     if score_job.parent_id:
         job_finish(score_job.parent_id, Job.Status.CANCELLED,
-                   message="cancelled while scoring: the new version was already stored (see the models page "
-                           "for whether it serves); scores are partial and the queue was not rebuilt")
+                   message="cancelled while scoring: the new version was stored but not promoted (promote it by "
+                           "hand on the models page); scores are partial and the queue was not rebuilt")
 
 
 def _save_embeddings(version: ModelVersion, index: int, ids: list[int], embeddings: np.ndarray) -> None:
@@ -537,10 +700,19 @@ def load_pool_embeddings(version: ModelVersion) -> dict[int, np.ndarray]:
 
 
 def finish_scoring(score_job_id: int) -> None:
+    """Every chunk is scored: decide promotion (only now, so a scoring failure never leaves the new version
+    serving), record it in the train job's result, then send the queue rebuild."""
     from annotator import tasks
 
     job = job_finish(score_job_id, Job.Status.SUCCEEDED, message="scored")
-    Job.objects.filter(pk=job.parent_id).update(heartbeat_at=timezone.now())
+    version = ModelVersion.objects.select_related("project").get(pk=job.params["model_version_id"])
+    decision = decide_promotion(version)
+    with transaction.atomic():
+        train_job = Job.objects.select_for_update().get(pk=job.parent_id)
+        promoted = Project.objects.filter(pk=version.project_id, serving_version=version).exists()
+        train_job.result = {**train_job.result, "promoted": promoted, "promotion": decision["decision"]}
+        train_job.heartbeat_at = timezone.now()
+        train_job.save(update_fields=["result", "heartbeat_at"])
     send_after_commit(tasks.rebuild_queue, job.parent_id)
 
 

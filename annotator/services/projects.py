@@ -18,6 +18,7 @@ MAX_LABEL_NAME = 100
 QUEUE_REASONS = ("uncertain", "suspect", "drift", "random")
 TRAIN_MODES = ("auto", "frozen", "gradual", "full", "lora")
 QUERY_STRATEGIES = ("entropy", "margin", "least_confidence", "random")
+PROMOTION_POLICIES = ("auto", "manual")
 
 PROJECT_SETTING_DEFAULTS: dict[str, Any] = {
     "max_text_chars": 20_000,
@@ -35,6 +36,9 @@ PROJECT_SETTING_DEFAULTS: dict[str, Any] = {
     # Spread each uncertain batch over embedding space (k-means over the top candidates).
     "diversity": True,
     "train_mode": "auto",
+    # "auto": a new version serves unless a paired bootstrap on the holdout shows it worse than the serving one
+    # (services.pipeline.decide_promotion); "manual": only people promote (the first version still serves).
+    "promotion": "auto",
     "max_length": 256,
     "guidelines": "",
 }
@@ -75,6 +79,9 @@ def validate_project_settings(raw: Any, *, base: dict[str, Any] | None = None) -
         elif name == "query_strategy":
             if value not in QUERY_STRATEGIES:
                 errors.append({"field": field, "message": f"must be one of {', '.join(QUERY_STRATEGIES)}"})
+        elif name == "promotion":
+            if value not in PROMOTION_POLICIES:
+                errors.append({"field": field, "message": f"must be one of {', '.join(PROMOTION_POLICIES)}"})
         elif name == "guidelines":
             if not isinstance(value, str) or len(value) > 50_000:
                 errors.append({"field": field, "message": "must be a string of at most 50,000 characters"})

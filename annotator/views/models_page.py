@@ -1,5 +1,7 @@
-"""The models page (reviewer): versions with their metrics and shadow comparison, which one serves, the
-learning curve, the stopping signal, a version's confusion matrix and reliability diagram, and promotion."""
+"""The models page (reviewer): versions with their holdout metrics and 95% intervals, the holdout's size and
+sources, each promotion decision with its evidence, which one serves, the learning curve, the stopping signal,
+a version's confusion matrix and reliability diagram, and promotion by hand (a rejected candidate, or a
+rollback to an earlier version)."""
 
 from __future__ import annotations
 
@@ -17,30 +19,100 @@ from annotator import loop_selectors, page_selectors, selectors
 from annotator.errors import Forbidden, InvalidInput, NotFound
 from annotator.models import ModelVersion, Project, Role
 from annotator.services import models as model_services
+from annotator.services.holdout import HOLDOUT_MAX, HOLDOUT_MIN, HOLDOUT_MIN_PER_CLASS, HOLDOUT_SHARE
+from annotator.services.pipeline import PROMOTION_MARGIN
 from annotator.views import charts
 from annotator.views.access import project_context, project_or_404, render_page
 
 
-def _version_row(version: ModelVersion, project: Project) -> dict[str, Any]:
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _with_interval(value: Any, interval: Any) -> str:
+    """``0.842 [0.801–0.879]``: a figure with its 95% interval."""
+    if value is None:
+        return "—"
+    if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+        return f"{value:.3f} [{interval[0]:.3f}–{interval[1]:.3f}]"
+    return f"{value:.3f}"
+
+
+def _evidence_text(promotion: dict[str, Any]) -> str:
+    """The promotion evidence in one sentence."""
+    evidence = promotion.get("evidence") or {}
+    if evidence.get("reason"):
+        return str(evidence["reason"])
+    if "difference_ci" in evidence:
+        low, high = evidence["difference_ci"]
+        worse = "shown worse" if evidence.get("shown_worse") else "not shown worse"
+        return (f"vs v{evidence.get('against_version')} on {evidence.get('n')} held-out labels: macro-F1 "
+                f"{_fmt(evidence.get('candidate_macro_f1'))} vs {_fmt(evidence.get('serving_macro_f1'))}, difference "
+                f"{evidence.get('difference', 0):+.3f} [{low:+.3f}, {high:+.3f}] with margin "
+                f"{evidence.get('margin', 0):g}: {worse}")
+    if "candidate_macro_f1" in evidence:  # the shadow comparison of versions from before the holdout
+        return (f"vs v{evidence.get('against_version')} on {evidence.get('n')} {evidence.get('on')} examples: "
+                f"{_fmt(evidence.get('candidate_macro_f1'))} vs {_fmt(evidence.get('serving_macro_f1'))}")
+    return ""
+
+
+def _history_text(promotion: dict[str, Any]) -> list[str]:
+    out = []
+    for entry in promotion.get("history") or []:
+        text = str(entry.get("reason", "promoted"))
+        if entry.get("rollback"):
+            text += f" (rolled back from v{entry.get('replaced_version')})"
+        if entry.get("at"):
+            text += f", {str(entry['at'])[:16].replace('T', ' ')}"
+        out.append(text)
+    return out
+
+
+def _version_row(version: ModelVersion, project: Project, running_jobs: set[int]) -> dict[str, Any]:
     metrics = version.metrics or {}
+    holdout = loop_selectors.holdout_out(version)
+    legacy = "holdout" not in metrics
+    measured = metrics if legacy else holdout
     slices = [
-        {"name": name.removeprefix("source="), "macro_f1": values.get("macro_f1"), "n": values.get("n")}
-        for name, values in sorted((metrics.get("slices") or {}).items())
+        {"name": name.removeprefix("source="), "n": values.get("n"), "reason": values.get("reason"),
+         "macro_f1": _with_interval(values.get("macro_f1"), values.get("macro_f1_ci"))}
+        for name, values in sorted((measured.get("slices") or {}).items())
     ]
-    comparison = version.comparison or {}
+    promotion = loop_selectors.promotion_out(version, running_jobs=running_jobs)
+    serving = project.serving_version
+    can_promote = version.status == ModelVersion.Status.READY and project.serving_version_id != version.id
+    if not can_promote:
+        promote_label = ""
+    elif serving is not None and version.number < serving.number:
+        promote_label = f"Roll back to v{version.number}"
+    elif promotion.get("decision") in ("rejected", "manual"):
+        promote_label = "Promote anyway" if promotion["decision"] == "rejected" else "Promote"
+    else:
+        promote_label = "Promote"
     return {
         "version": version,
         "serving": project.serving_version_id == version.id,
+        "legacy": legacy,
+        "holdout": holdout,
+        "reason": None if legacy else holdout.get("reason"),
         "macro_f1": metrics.get("macro_f1"),
+        "macro_f1_text": _with_interval(metrics.get("macro_f1"), metrics.get("macro_f1_ci")),
         "macro_f1_std": metrics.get("macro_f1_std"),
         "seeds": (metrics.get("seeds") or {}).get("n") if isinstance(metrics.get("seeds"), dict) else None,
         "ece_before": metrics.get("ece_before"),
         "ece_after": metrics.get("ece"),
+        "ece_before_text": _with_interval(metrics.get("ece_before"), metrics.get("ece_before_ci")),
+        "ece_after_text": _with_interval(metrics.get("ece"), metrics.get("ece_ci")),
         "n_val": metrics.get("n_val"),
+        "n_holdout": holdout.get("n"),
+        "sources": sorted((holdout.get("sources") or {}).items()),
         "slices": slices,
-        "comparison": comparison if "candidate_macro_f1" in comparison else None,
-        "promotion": comparison.get("promotion"),
-        "can_promote": version.status == ModelVersion.Status.READY and project.serving_version_id != version.id,
+        "promotion": promotion,
+        "decision": promotion.get("decision"),
+        "evidence": _evidence_text(promotion),
+        "history": _history_text(promotion),
+        "can_promote": can_promote,
+        "promote_label": promote_label,
     }
 
 
@@ -79,14 +151,15 @@ def _stability_chart(versions: list[ModelVersion]) -> str | None:
 def models(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
     versions = page_selectors.model_versions(project)
-    rows = [_version_row(v, project) for v in versions]
+    running = loop_selectors.running_job_ids(project)
+    rows = [_version_row(v, project, running) for v in versions]
     selected = _selected(versions, project, request.GET.get("version"))
     names = selectors.project_labels(project)
     curve = page_selectors.learning_curve(versions)
     context = {
         **project_context(request, project, "models"),
         "rows": rows,
-        "selected": _version_row(selected, project) if selected else None,
+        "selected": _version_row(selected, project, running) if selected else None,
         "learning_curve": charts.line_chart(
             [charts.Series("macro-F1", [charts.Point(p["x"], p["y"], p["label"], p["std"]) for p in curve])],
             title="Learning curve: macro-F1 against training labels", x_label="training labels",
@@ -94,17 +167,30 @@ def models(request: HttpRequest, project_id: int) -> HttpResponse:
         ),
         "stopping": page_selectors.stopping_signal(project),
         "stability_chart": _stability_chart(versions),
+        "promotion_policy": project.setting("promotion"),
+        "promotion_margin": f"{PROMOTION_MARGIN:g}",
+        "holdout_share": f"{HOLDOUT_SHARE:.0%}",
+        "holdout_max": f"{HOLDOUT_MAX:,}",
+        "holdout_min": HOLDOUT_MIN,
+        "holdout_min_per_class": HOLDOUT_MIN_PER_CLASS,
     }
     if selected is not None:
         metrics = selected.metrics or {}
-        calibration = metrics.get("calibration") or {}
+        legacy = "holdout" not in metrics
+        measured = metrics if legacy else metrics["holdout"]
+        where = "validation split, before the stable holdout" if legacy else "holdout"
+        calibration = measured.get("calibration") or {}
         context.update(
-            confusion=charts.heatmap(metrics.get("confusion_matrix"), names, names,
-                                     title=f"Confusion matrix of v{selected.number} (validation split)"),
+            confusion=charts.heatmap(measured.get("confusion_matrix"), names, names,
+                                     title=f"Confusion matrix of v{selected.number} ({where})"),
             reliability=charts.reliability_diagram(
                 calibration.get("bins_before"), calibration.get("bins_after"),
-                title=f"Reliability of v{selected.number}: before and after temperature scaling"),
-            per_class=metrics.get("per_class") or [],
+                title=f"Reliability of v{selected.number} ({where}): before and after temperature scaling"),
+            per_class=[{**row, "f1_text": _with_interval(row.get("f1"), row.get("f1_ci")),
+                        "precision_text": _with_interval(row.get("precision"), row.get("precision_ci")),
+                        "recall_text": _with_interval(row.get("recall"), row.get("recall_ci"))}
+                       for row in measured.get("per_class") or []],
+            per_class_where=where,
             temperature=metrics.get("temperature"),
         )
     return render_page(request, "models.html", context, partial="detail")

@@ -133,3 +133,33 @@ def test_report_is_json_and_records_the_improvement() -> None:
     assert sum(b["count"] for b in data["bins_after"]) == 1000
     fixed = calibration_report(logits, labels, temperature=1.0)
     assert fixed.ece_after == pytest.approx(fixed.ece_before)
+
+
+def test_calibration_cells_reproduce_the_ece_for_any_example_weights() -> None:
+    from training.calibration import calibration_cells
+
+    rng = np.random.default_rng(0)
+    for probs, labels in (
+        (rng.dirichlet(np.ones(4), 80), rng.integers(0, 4, 80)),
+        (rng.random((60, 3)), (rng.random((60, 3)) < 0.4).astype(int)),  # multi-label: every cell counts
+    ):
+        count, confidence, correct = calibration_cells(probs, labels)
+        weights = rng.integers(0, 3, probs.shape[0])
+        repeated = np.repeat(np.arange(probs.shape[0]), weights)
+        ece = np.abs(weights @ correct - weights @ confidence).sum() / (weights @ count).sum()
+        assert ece == pytest.approx(expected_calibration_error(probs[repeated], labels[repeated]))
+
+
+def test_thresholds_on_calibrated_probabilities_decide_the_same_as_their_logit_scale_form() -> None:
+    from training.calibration import thresholds_for_logits
+    from training.heads import decide
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(scale=4.0, size=(500, 3))
+    tuned = [0.3, 0.5, 0.8]
+    for temperature in (0.4, 1.0, 2.5):
+        calibrated = apply_temperature(logits, temperature, multi_label=True)
+        served = decide(logits, "multi_label", thresholds_for_logits(tuned, temperature))
+        assert np.array_equal(served, calibrated >= np.array(tuned))
+    assert thresholds_for_logits(tuned, 1.0) == pytest.approx(tuned)
+    assert all(0 < t < 1 for t in thresholds_for_logits([1e-4, 1 - 1e-4], 20.0))

@@ -10,6 +10,7 @@ from training.train import (
     TrainConfig,
     TrainedModel,
     TrainingCancelled,
+    calibrate,
     train_classifier,
     train_seeds,
     tune_thresholds,
@@ -245,6 +246,27 @@ def test_multilabel_training_tunes_thresholds(tiny_multilabel_dataset, small_con
     assert probs.shape == (len(data.val_texts), 3) and not np.allclose(probs.sum(axis=1), 1.0)
     assert model.predict(data.val_texts).dtype == bool
     assert model.val_metrics["macro_f1"] >= 0.5
+
+
+@pytest.mark.slow
+def test_calibrate_tunes_multilabel_thresholds_on_the_calibrated_probabilities(tiny_multilabel_dataset, small_config):
+    from training.heads import encode_labels, probabilities
+
+    data = tiny_multilabel_dataset
+    model = train_classifier(data.train_texts, data.train_labels, data.label_names, task="multi_label",
+                             config=replace(small_config, mode="frozen"), val_texts=data.val_texts,
+                             val_labels=data.val_labels)
+    logits = model.predict_logits(data.val_texts)
+
+    report, tuned = calibrate(model, logits, data.val_labels)
+
+    assert model.temperature == report.temperature and report.n == len(data.val_texts)
+    calibrated = probabilities(logits, "multi_label", model.temperature)
+    best = tune_thresholds(encode_labels(data.val_labels, data.label_names, "multi_label"), calibrated)
+    # The F1-best cuts on the calibrated probabilities, moved off the scores: the same decisions on these rows
+    assert np.array_equal(calibrated >= np.array(tuned), calibrated >= np.array(best))
+    # and what the model (and an artifact of it) decides is the calibrated probability against the threshold.
+    assert np.array_equal(model.predict(data.val_texts), calibrated >= np.array(tuned))
 
 
 @pytest.mark.slow

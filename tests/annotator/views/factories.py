@@ -50,14 +50,24 @@ def trained_metrics(labels: list[str], *, f1: float = 0.82, std: float | None = 
     bins = [{"lower": i / 10, "upper": (i + 1) / 10, "count": 5 if i >= 4 else 0,
              "accuracy": (i / 10 + 0.05) if i >= 4 else None, "confidence": (i / 10 + 0.08) if i >= 4 else None}
             for i in range(10)]
-    metrics: dict[str, Any] = {
-        "n": 30, "macro_f1": f1, "accuracy": f1 + 0.03, "ece": 0.04, "ece_before": 0.11, "temperature": 1.7,
-        "n_train": 120, "n_val": 30, "mode": "frozen",
-        "per_class": [{"label": name, "precision": 0.8, "recall": 0.78, "f1": 0.79, "support": 10} for name in labels],
+    holdout = {
+        "n": 40, "macro_f1": f1, "macro_f1_ci": [f1 - 0.06, f1 + 0.05], "accuracy": f1 + 0.03,
+        "accuracy_ci": [f1 - 0.03, f1 + 0.08], "ece": 0.04, "ece_ci": [0.02, 0.07], "ece_before": 0.11,
+        "ece_before_ci": [0.08, 0.15], "sources": {"import": 32, "random": 8},
+        "example_sources": {"import": 30, "production": 10}, "eligible": 200, "n_labeled": 240, "cut": 0.2,
+        "rule": holdout_rule(),
+        "per_class": [{"label": name, "precision": 0.8, "precision_ci": [0.7, 0.9], "recall": 0.78,
+                       "recall_ci": [0.66, 0.88], "f1": 0.79, "f1_ci": [0.7, 0.87], "support": 10} for name in labels],
         "confusion_matrix": [[8 if i == j else 1 for j in range(k)] for i in range(k)],
         "calibration": {"bins_before": bins, "bins_after": bins, "ece_before": 0.11, "ece_after": 0.04},
-        "slices": {"source=import": {"n": 20, "macro_f1": f1 - 0.02}, "source=production": {"n": 10, "macro_f1": f1 - 0.1}},
-        "noise": noise_metrics(labels),
+        "slices": {"source=import": {"n": 30, "macro_f1": f1 - 0.02, "macro_f1_ci": [f1 - 0.1, f1 + 0.04]},
+                   "source=production": {"n": 10, "reason": "too few held-out labels to measure"}},
+    }
+    metrics: dict[str, Any] = {
+        "macro_f1": f1, "macro_f1_ci": holdout["macro_f1_ci"], "accuracy": f1 + 0.03, "ece": 0.04,
+        "ece_ci": holdout["ece_ci"], "ece_before": 0.11, "ece_before_ci": holdout["ece_before_ci"],
+        "temperature": 1.7, "n_train": 120, "n_val": 30, "n_holdout": 40, "mode": "frozen",
+        "holdout": holdout, "noise": noise_metrics(labels),
     }
     if std is not None:
         metrics["macro_f1_std"] = std
@@ -65,11 +75,18 @@ def trained_metrics(labels: list[str], *, f1: float = 0.82, std: float | None = 
     return metrics
 
 
+def holdout_rule() -> dict[str, Any]:
+    from annotator.services.holdout import HOLDOUT_RULE
+
+    return dict(HOLDOUT_RULE)
+
+
 def model_version(project: Project, number: int, *, n_train: int = 120, f1: float = 0.82, serving: bool = False,
-                  comparison: dict[str, Any] | None = None) -> ModelVersion:
+                  comparison: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> ModelVersion:
     version = ModelVersion.objects.create(
         project=project, number=number, status=ModelVersion.Status.READY, mode="frozen", n_train=n_train,
-        metrics=trained_metrics(LABELS, f1=f1), comparison=comparison or {}, finished_at=timezone.now(),
+        metrics=metrics if metrics is not None else trained_metrics(LABELS, f1=f1), comparison=comparison or {},
+        finished_at=timezone.now(),
     )
     if serving:
         project.serving_version = version
