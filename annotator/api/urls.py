@@ -37,3 +37,13 @@ urlpatterns += [
          name="api-noise-decisions"),
     path("projects/<int:project_id>/drift/", loop.DriftApi.as_view(), name="api-drift"),
 ]
+
+from annotator.api import health  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/noise-report/conflicts/", health.NoiseConflictsApi.as_view(),
+         name="api-noise-conflicts"),
+    path("projects/<int:project_id>/noise-report/conflicts/settle/", health.NoiseConflictSettleApi.as_view(),
+         name="api-noise-conflicts-settle"),
+    path("projects/<int:project_id>/health/", health.ProjectHealthApi.as_view(), name="api-project-health"),
+]

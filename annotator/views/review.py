@@ -1,5 +1,6 @@
 """The review pages (reviewer and admin): the noise report with keep / relabel / send-to-queue decisions,
-one by one or in bulk, and the agreement of annotators on items several of them answered."""
+one by one or in bulk, the agreement of annotators on items several of them answered, conflicting
+near-duplicates (settled a group at a time), and outliers with class health."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from django.views.decorators.http import require_GET, require_POST
 from annotator import loop_selectors, page_selectors, selectors
 from annotator.errors import InvalidInput
 from annotator.models import Project, Role
+from annotator.services import health as health_services
+from annotator.services import models as model_services
 from annotator.services import noise as noise_services
 from annotator.views import charts
 from annotator.views.access import (
@@ -143,3 +146,73 @@ def agreement(request: HttpRequest, project_id: int) -> HttpResponse:
         ),
     }
     return render_page(request, "agreement.html", context, partial="items")
+
+
+# --- conflicts: near-duplicate texts with different labels ------------------------------------------------
+CONFLICTS_PER_PAGE = 20
+OUTLIERS_PER_PAGE = 50
+
+
+def _conflicts_context(request: HttpRequest, project: Project) -> dict[str, Any]:
+    header, groups = loop_selectors.conflict_report(project)
+    page = paginate(request, groups, CONFLICTS_PER_PAGE)
+    return {"conflicts": header, "page": page, "labels": selectors.project_labels(project),
+            "groups": loop_selectors.conflict_groups_out(project, list(page.object_list))}
+
+
+@login_required
+@require_GET
+def conflicts(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_or_404(request, project_id, role=Role.REVIEWER)
+    context = {**project_context(request, project, "review"), **_conflicts_context(request, project)}
+    return render_page(request, "conflicts.html", context, partial="groups")
+
+
+@login_required
+@require_POST
+def conflicts_settle(request: HttpRequest, project_id: int) -> HttpResponse:
+    """One decision for a whole group: every member gets the chosen label."""
+    project = project_or_404(request, project_id, role=Role.REVIEWER)
+    status = 200
+    try:
+        try:
+            ids = [int(raw) for raw in request.POST.getlist("example_ids")]
+        except ValueError:
+            raise InvalidInput([{"field": "example_ids", "message": "bad example id"}]) from None
+        chosen: Any = request.POST.getlist("labels") if project.is_multi_label else request.POST.get("label", "")
+        result = health_services.conflict_group_settle(project=project, user=request.user, example_ids=ids,
+                                                       label=chosen)
+        messages.success(request, f"Settled {result['settled']} examples to {', '.join(result['labels'])} "
+                                  f"({result['changed']} changed).")
+        model_services.maybe_retrain(project=project)
+    except InvalidInput as error:
+        status = UNPROCESSABLE
+        for problem in error.errors[:5]:
+            messages.error(request, f"Nothing was saved: {problem['message']}")
+    if not wants_partial(request):
+        query = request.POST.get("return_query", "")
+        return redirect(reverse("review-conflicts", args=[project.id]) + (f"?{query}" if query else ""))
+    context = {**project_context(request, project, "review"), **_conflicts_context(request, project)}
+    return render_page(request, "conflicts.html", context, partial="groups", status=status)
+
+
+# --- outliers and class health ------------------------------------------------------------------------------
+@login_required
+@require_GET
+def data_health(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_or_404(request, project_id, role=Role.REVIEWER)
+    header, rows = loop_selectors.health_report(project)
+    page = paginate(request, rows, OUTLIERS_PER_PAGE)
+    classes = [{**row, "percent": row["share"] * 100} for row in header["classes"]]
+    header = {**header, "classes": classes}
+    context = {
+        **project_context(request, project, "review"),
+        "health": header,
+        "page": page,
+        "outliers": loop_selectors.outlier_rows_out(project, list(page.object_list)),
+        "class_chart": charts.bar_chart(
+            [row["label"] for row in classes], [row["share"] for row in classes],
+            title="Share of labeled examples per class", empty="No class health yet",
+        ),
+    }
+    return render_page(request, "data_health.html", context, partial="outliers")

@@ -27,3 +27,9 @@ urlpatterns = [
     path(P + "import/", data.import_page, name="import"),
     path(P + "export/", data.export_page, name="export"),
 ]
+
+urlpatterns += [
+    path(P + "review/conflicts/", review.conflicts, name="review-conflicts"),
+    path(P + "review/conflicts/settle/", review.conflicts_settle, name="review-conflicts-settle"),
+    path(P + "review/health/", review.data_health, name="review-health"),
+]
