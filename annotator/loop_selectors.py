@@ -305,6 +305,11 @@ def noise_issues_out(project: Project, scores: list[ExampleScore]) -> list[dict[
 
 # --- drift ----------------------------------------------------------------------------------------------
 def drift_window_out(window: DriftWindow) -> dict[str, Any]:
+    # Which reference the window was compared with (services.drift_reference); windows measured before the
+    # record existed were all compared with the labeled validation split.
+    reference = (window.details or {}).get("reference") or {
+        "kind": "labeled_split", "model_version": window.model_version.number if window.model_version else None,
+        "summary": "the labeled validation split (recorded before windows named their reference)"}
     return {
         "id": window.id,
         "sequence": window.sequence,
@@ -319,6 +324,7 @@ def drift_window_out(window: DriftWindow) -> dict[str, Any]:
         "embedding_drift": window.embedding_drift,
         "anomalies": window.anomalies,
         "details": window.details,
+        "reference": reference,
         "alert": window.alert,
         "reasons": window.reasons,
         "actions": window.actions,

@@ -1,9 +1,9 @@
 """Drift signals for windows of production traffic, against a reference kept with the model version.
 
-A :class:`DriftReference` is built once per model version from held-out (validation) data: the model's
-predicted-class counts and confidences there, a small sample of embeddings (500 rows, float16), and
-tokenisation statistics. :func:`drift_window` compares one window of production samples (~200) with
-it and says, in words a person can act on, whether anything moved:
+A :class:`DriftReference` summarises what "normal" traffic looks like to one model version: its predicted
+classes and confidences there, a small sample of embeddings (float16), and tokenisation statistics.
+:func:`drift_window` compares one window of production samples (~200) with it and says, in words a
+person can act on, whether anything moved:
 
 ========================  ==========================================  ======================================
 signal                    test (p-value)                              effect size that must also be exceeded
@@ -19,9 +19,22 @@ texts with [UNK] tokens   one-sided binomial vs the reference share   absolute i
 malformed Unicode         one-sided binomial vs the reference share   absolute increase of the share
 ========================  ==========================================  ======================================
 
-A signal alerts when its p-value is below ``alpha / number_of_tests`` (Bonferroni, so a window drawn
-from the reference distribution alerts with probability at most ``alpha`` overall) *and* its effect size
-exceeds the threshold (so a huge window does not alert on a negligible shift).
+Every window runs all of these tests at once, so the p-values are corrected for multiplicity with
+Holm's step-down procedure (:func:`holm_bonferroni`): sorted ascending, the j-th smallest of ``m``
+p-values is compared with ``alpha / (m - j)`` and the procedure stops at the first that is not below its
+level. A window drawn from the reference distribution then alerts with probability at most ``alpha``
+(the family-wise error rate, whatever the dependence between the tests), and Holm never misses a
+shift that plain Bonferroni (every p-value against ``alpha / m``) would catch. A test alerts when Holm
+rejects it *and* its effect size exceeds the threshold, so a huge window does not alert on a negligible
+shift (the effect-size condition can only remove alerts, so the error rate stays at most ``alpha``).
+
+Which data makes the reference matters as much as the tests. The data a team labels through active
+learning is deliberately unrepresentative (the queue picks the examples the model is least sure of), so
+a reference built from the labeled validation split alone makes ordinary traffic look drifted: more
+confident, a different class mix. :func:`build_drift_reference` summarises any set of rows, and
+:func:`combine_drift_references` pools several summaries, each standing for its share of a population:
+the unlabeled pool scored by the version, plus the labeled data (its validation split, out-of-sample)
+for the examples that left the pool to be labeled.
 """
 
 from __future__ import annotations
@@ -58,7 +71,8 @@ class DriftConfig:
     Attributes
     ----------
     alpha : float
-        Family-wise false-alarm rate of one window; each of the ``m`` tests run uses ``alpha / m``.
+        Family-wise false-alarm rate of one window: the ``m`` tests run are corrected together with
+        Holm's step-down procedure (:func:`holm_bonferroni`).
     class_js_threshold : float
         Minimum Jensen-Shannon distance (base 2, in [0, 1]) between predicted class mixes.
     confidence_ks_threshold, length_ks_threshold : float
@@ -204,6 +218,9 @@ class DriftReference:
     n_texts : int
         Number of reference texts the malformed counts were taken over.
     multi_label : bool
+    description : dict
+        What the reference was built from, in JSON types (free-form; the caller names the data, e.g.
+        ``{"kind": "pool", "n_pool": 1200}``). Kept with the files and shown next to every window.
     """
 
     label_names: list[str]
@@ -216,6 +233,7 @@ class DriftReference:
     malformed_counts: dict[str, int] = field(default_factory=dict)
     n_texts: int = 0
     multi_label: bool = False
+    description: dict[str, Any] = field(default_factory=dict)
 
     _ARRAYS = ("class_counts", "confidences", "embedding_sample", "token_counts")
 
@@ -259,6 +277,7 @@ class DriftReference:
             "malformed_counts": self.malformed_counts,
             "n_texts": self.n_texts,
             "multi_label": self.multi_label,
+            "description": self.description,
         }
         for name in self._ARRAYS:
             array = getattr(self, name)
@@ -282,6 +301,7 @@ class DriftReference:
             malformed_counts={k: int(v) for k, v in data["malformed_counts"].items()},
             n_texts=int(data["n_texts"]),
             multi_label=bool(data["multi_label"]),
+            description=dict(data.get("description") or {}),
             **arrays,
         )
 
@@ -319,6 +339,7 @@ class DriftReference:
             malformed_counts={k: int(v) for k, v in meta["malformed_counts"].items()},
             n_texts=int(meta["n_texts"]),
             multi_label=bool(meta["multi_label"]),
+            description=dict(meta.get("description") or {}),
             **loaded,
         )
 
@@ -338,11 +359,14 @@ def build_drift_reference(
     max_embeddings: int = 500,
     max_confidences: int = 2000,
     seed: int = 0,
+    description: Mapping[str, Any] | None = None,
 ) -> DriftReference:
-    """Summarise held-out data into a :class:`DriftReference`.
+    """Summarise a set of rows the model scored into a :class:`DriftReference`.
 
-    Use data the model did not train on (the validation split): confidences on training data are
-    over-optimistic and would make every production window look less confident.
+    Use data the model did not train on (the unlabeled pool, production traffic, a validation split):
+    confidences on training data are over-optimistic and would make every production window look less
+    confident. Use data that looks like production: a labeled set chosen by active learning does not
+    (see :func:`combine_drift_references`).
 
     Parameters
     ----------
@@ -360,6 +384,8 @@ def build_drift_reference(
     max_embeddings, max_confidences : int
         Sample sizes kept (the reference must stay small enough to store with every model version).
     seed : int
+    description : mapping, optional
+        Stored as :attr:`DriftReference.description`.
 
     Returns
     -------
@@ -380,6 +406,7 @@ def build_drift_reference(
         confidences=confidences.astype(np.float32),
         n=n,
         multi_label=multi_label,
+        description=dict(description or {}),
     )
     if embeddings is not None:
         x = _l2_normalise(np.asarray(embeddings, dtype=np.float64))
@@ -397,6 +424,173 @@ def build_drift_reference(
         reference.malformed_counts = malformed_text_counts(texts)
         reference.n_texts = len(texts)
     return reference
+
+
+def _stratified_sample(
+    arrays: Sequence[np.ndarray], weights: np.ndarray, cap: int, rng: np.random.Generator
+) -> np.ndarray | None:
+    """Rows drawn from each array in proportion to its weight, without replacement, as many as the
+    scarcest stratum allows (at most ``cap``). ``None`` when no array has rows."""
+    usable = [(a, w) for a, w in zip(arrays, weights, strict=True) if a.shape[0] > 0 and w > 0]
+    if not usable:
+        return None
+    total_weight = sum(w for _, w in usable)
+    shares = [w / total_weight for _, w in usable]
+    total = min(cap, int(min(a.shape[0] / share for (a, _), share in zip(usable, shares, strict=True))))
+    picked = []
+    for (array, _), share in zip(usable, shares, strict=True):
+        take = min(array.shape[0], int(round(share * total)))
+        picked.append(array[np.sort(rng.choice(array.shape[0], size=take, replace=False))])
+    return np.concatenate(picked, axis=0)
+
+
+def _effective_size(sizes: Sequence[int], weights: np.ndarray) -> int:
+    """Kish's effective sample size of a stratified estimate: ``1 / sum(w_i^2 / n_i)``."""
+    terms = [w**2 / n for n, w in zip(sizes, weights, strict=True) if n > 0 and w > 0]
+    return max(1, int(round(1.0 / sum(terms)))) if terms else 0
+
+
+def combine_drift_references(
+    parts: Sequence[tuple[DriftReference, float]],
+    *,
+    max_embeddings: int = 500,
+    max_confidences: int = 2000,
+    seed: int = 0,
+    description: Mapping[str, Any] | None = None,
+) -> DriftReference:
+    """One reference for a population made of strata, each summarised by its own reference.
+
+    The use: the data production should look like is the unlabeled pool *plus* the examples that left it
+    to be labeled. The pool is scored out-of-sample by the new version, but the labeled examples are
+    training data; their validation split is the out-of-sample stand-in. Without that stratum the pool
+    alone lacks exactly the hard examples active learning took out of it, and ordinary traffic (which
+    still contains such examples) would look less confident than the reference.
+
+    Each marginal is mixed separately (the tests use marginals only): class counts as the weighted mix of
+    the strata's class rates, scaled to the effective sample size ``1 / sum(w_i^2 / n_i)`` (so a stratum
+    known from 40 validation rows does not pose as 2,000 rows' worth of evidence); confidences, token
+    counts and embeddings as a stratified sample without replacement, as large as the scarcest stratum
+    allows. Strata without embeddings or token statistics are left out of those marginals (the weights
+    of the others renormalised).
+
+    Parameters
+    ----------
+    parts : sequence of (DriftReference, float)
+        Each stratum's reference and the share of the population it stands for (any non-negative
+        numbers; normalised). Parts with no rows or weight 0 are skipped. Same label names and task.
+    max_embeddings, max_confidences : int
+        Caps of the combined samples.
+    seed : int
+    description : mapping, optional
+        Stored as :attr:`DriftReference.description`.
+
+    Returns
+    -------
+    DriftReference
+    """
+    used = [(ref, float(w)) for ref, w in parts if ref.n > 0 and w > 0]
+    if not used:
+        raise ValueError("combine_drift_references needs at least one part with rows and a positive weight")
+    first = used[0][0]
+    for ref, _ in used[1:]:
+        if list(ref.label_names) != list(first.label_names) or ref.multi_label != first.multi_label:
+            raise ValueError("the parts describe different label sets or tasks")
+    refs = [ref for ref, _ in used]
+    weights = np.array([w for _, w in used]) / sum(w for _, w in used)
+    rng = np.random.default_rng(seed)
+
+    n = _effective_size([ref.n for ref in refs], weights)
+    rates = sum(w * ref.class_counts / ref.n for ref, w in zip(refs, weights, strict=True))
+    confidences = _stratified_sample([ref.confidences for ref in refs], weights, max_confidences, rng)
+    combined = DriftReference(
+        label_names=list(first.label_names),
+        class_counts=np.rint(np.asarray(rates) * n).astype(np.int64),
+        confidences=(confidences if confidences is not None else np.zeros(0)).astype(np.float32),
+        n=n,
+        multi_label=first.multi_label,
+        description=dict(description or {}),
+    )
+    with_embeddings = np.array([ref.has_embeddings for ref in refs])
+    if with_embeddings.any():
+        sample = _stratified_sample(
+            [ref.embedding_sample for ref in refs], weights * with_embeddings, max_embeddings, rng
+        )
+        assert sample is not None
+        combined.embedding_sample = sample.astype(np.float16)
+
+    with_tokens = np.array([ref.token_summary.get("n_texts", 0) > 0 for ref in refs])
+    if with_tokens.any():
+        token_weights = weights * with_tokens / (weights * with_tokens).sum()
+        counts = _stratified_sample([ref.token_counts for ref in refs], token_weights, max_confidences, rng)
+        counts = counts if counts is not None else np.zeros(0, dtype=np.int32)
+        summary: dict[str, Any] = {
+            "n_texts": _effective_size([ref.token_summary.get("n_texts", 0) for ref in refs], token_weights)
+        }
+        for key in ("unk_token_rate", "texts_with_unk_share", "truncation_rate", "mean_length"):
+            summary[key] = float(
+                sum(w * ref.token_summary[key] for ref, w in zip(refs, token_weights, strict=True) if w > 0)
+            )
+        if counts.size:
+            summary["length_quantiles"] = {
+                str(q): float(np.quantile(counts, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)
+            }
+        combined.token_summary = summary
+        combined.token_counts = counts.astype(np.int32)
+
+    with_texts = np.array([ref.n_texts > 0 for ref in refs])
+    if with_texts.any():
+        text_weights = weights * with_texts / (weights * with_texts).sum()
+        n_texts = _effective_size([ref.n_texts for ref in refs], text_weights)
+        kinds = [*MALFORMED_KINDS, "any"]
+        combined.malformed_counts = {
+            kind: int(
+                round(
+                    n_texts
+                    * sum(
+                        w * ref.malformed_counts.get(kind, 0) / ref.n_texts
+                        for ref, w in zip(refs, text_weights, strict=True)
+                        if w > 0
+                    )
+                )
+            )
+            for kind in kinds
+        }
+        combined.n_texts = n_texts
+    return combined
+
+
+def holm_bonferroni(p_values: Sequence[float] | np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down correction of ``m`` p-values tested together.
+
+    Sorted ascending, the j-th smallest p-value (j = 0, 1, ...) is compared with ``alpha / (m - j)``; every
+    hypothesis up to the first p-value at or above its level is rejected, none after it. The chance of
+    rejecting any true hypothesis (the family-wise error rate) is at most ``alpha`` whatever the
+    dependence between the tests, and everything plain Bonferroni (``alpha / m`` for all) rejects, Holm
+    rejects too.
+
+    Parameters
+    ----------
+    p_values : sequence of float, length m
+    alpha : float
+        Family-wise error rate.
+
+    Returns
+    -------
+    rejected : np.ndarray, shape (m,) bool
+    levels : np.ndarray, shape (m,) float
+        The level each p-value was compared with (``alpha / (m - rank)``).
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    levels = np.empty(m)
+    levels[order] = alpha / (m - np.arange(m))
+    below = p[order] < levels[order]
+    # Step down: stop at the first sorted p-value that is not below its level.
+    passed = np.cumprod(below).astype(bool)
+    rejected = np.zeros(m, dtype=bool)
+    rejected[order] = passed
+    return rejected, levels
 
 
 def mmd_permutation_test(
@@ -487,7 +681,16 @@ class DriftResult:
     reasons : list of str
         One readable sentence per alerting signal.
     alpha_per_test : float
-        The Bonferroni-corrected level each p-value was compared with.
+        The strictest Holm level, ``alpha / m``: the one the smallest p-value was compared with.
+    tests : list of dict
+        Every test run, in signal order: ``name`` (``class_mix``, ``confidence``, ``embedding_mmd``,
+        ``novel_samples``, ``truncation``, ``unknown_tokens``, ``length``, ``malformed_unicode``),
+        ``p_value``, ``level`` (its Holm level), ``significant`` (rejected by Holm), ``effect`` (effect
+        size above its threshold), ``alert`` (both).
+    correction : str
+        ``"holm"``.
+    alpha : float
+        The family-wise false-alarm rate the window was tested at.
     """
 
     n: int
@@ -500,9 +703,23 @@ class DriftResult:
     alert: bool
     reasons: list[str]
     alpha_per_test: float
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    correction: str = "holm"
+    alpha: float = 0.01
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Test:
+    """One hypothesis test of a window: its p-value, whether the effect size is large enough to matter,
+    and the sentence a person reads when it alerts."""
+
+    name: str
+    p_value: float
+    effect: bool
+    reason: str
 
 
 def _format_p(p: float) -> str:
@@ -522,8 +739,8 @@ def _share_test(count: int, n: int, reference_share: float, n_reference: int) ->
 
 
 def _class_signal(
-    reference: DriftReference, counts: np.ndarray, alpha: float, cfg: DriftConfig
-) -> tuple[dict[str, Any], list[str]]:
+    reference: DriftReference, counts: np.ndarray, cfg: DriftConfig
+) -> tuple[dict[str, Any], _Test]:
     names = reference.label_names
     shares = counts / counts.sum() if counts.sum() else np.zeros(len(names))
     ref_shares = reference.class_shares
@@ -534,32 +751,29 @@ def _class_signal(
         p_value = float(chi2_contingency(table, correction=False).pvalue)
     js = float(jensenshannon(ref_shares, shares, base=2)) if counts.sum() and ref_shares.sum() else 0.0
     js = js if np.isfinite(js) else 0.0
-    alert = p_value < alpha and js > cfg.class_js_threshold
-    reasons = []
-    if alert:
-        moved = np.argsort(-np.abs(shares - ref_shares))[:2]
-        change = ", ".join(f"{names[i]} {ref_shares[i]:.0%} -> {shares[i]:.0%}" for i in moved)
-        reasons.append(
-            f"predicted class mix shifted: {change} (JS distance {js:.2f} > {cfg.class_js_threshold}, "
-            f"p={_format_p(p_value)})"
-        )
-    return {"js_distance": js, "p_value": p_value, "alert": bool(alert)}, reasons
+    moved = np.argsort(-np.abs(shares - ref_shares))[:2]
+    change = ", ".join(f"{names[i]} {ref_shares[i]:.0%} -> {shares[i]:.0%}" for i in moved)
+    reason = (
+        f"predicted class mix shifted: {change} (JS distance {js:.2f} > {cfg.class_js_threshold}, "
+        f"p={_format_p(p_value)})"
+    )
+    info = {"js_distance": js, "p_value": p_value, "alert": False}
+    return info, _Test("class_mix", p_value, js > cfg.class_js_threshold, reason)
 
 
 def _confidence_signal(
-    reference: DriftReference, confidence: np.ndarray, alpha: float, cfg: DriftConfig
-) -> tuple[dict[str, Any], list[str]]:
+    reference: DriftReference, confidence: np.ndarray, cfg: DriftConfig
+) -> tuple[dict[str, Any], _Test]:
     ref_mean = float(reference.confidences.mean()) if reference.confidences.size else None
     statistic, p_value = 0.0, 1.0
     if confidence.size and reference.confidences.size:
         ks = ks_2samp(reference.confidences.astype(np.float64), confidence)
         statistic, p_value = float(ks.statistic), float(ks.pvalue)
-    alert = p_value < alpha and statistic > cfg.confidence_ks_threshold
-    reasons = []
-    if alert and ref_mean is not None:
+    reason = ""
+    if ref_mean is not None and confidence.size:
         mean = float(confidence.mean())
         direction = "dropped" if mean < ref_mean else "rose"
-        reasons.append(
+        reason = (
             f"model confidence {direction}: mean {ref_mean:.2f} -> {mean:.2f} "
             f"(KS {statistic:.2f} > {cfg.confidence_ks_threshold}, p={_format_p(p_value)})"
         )
@@ -567,14 +781,16 @@ def _confidence_signal(
         "ks_statistic": statistic,
         "p_value": p_value,
         "reference_mean_confidence": ref_mean,
-        "alert": bool(alert),
+        "alert": False,
     }
-    return info, reasons
+    return info, _Test(
+        "confidence", p_value, statistic > cfg.confidence_ks_threshold and bool(reason), reason
+    )
 
 
 def _embedding_signal(
-    reference: DriftReference, embeddings: np.ndarray, alpha: float, cfg: DriftConfig
-) -> tuple[dict[str, Any], list[str]]:
+    reference: DriftReference, embeddings: np.ndarray, cfg: DriftConfig
+) -> tuple[dict[str, Any], list[_Test]]:
     window = _l2_normalise(np.asarray(embeddings, dtype=np.float64))
     mmd2, p_value = mmd_permutation_test(
         reference.sample,
@@ -591,31 +807,34 @@ def _embedding_signal(
     novel_p = float(
         binomtest(int(novel.sum()), novel.size, 1.0 - _NOVELTY_QUANTILE, alternative="greater").pvalue
     )
-    mmd_alert = p_value < alpha
-    novel_alert = novel_p < alpha and novel_share - (1.0 - _NOVELTY_QUANTILE) > cfg.novel_share_increase
-    reasons = []
-    if mmd_alert:
-        reasons.append(
-            f"embeddings moved away from the reference data (MMD² {mmd2:.3f}, p={_format_p(p_value)} < {alpha:.2g})"
-        )
-    if novel_alert:
-        reasons.append(
+    tests = [
+        _Test(
+            "embedding_mmd",
+            p_value,
+            True,
+            f"embeddings moved away from the reference data (MMD² {mmd2:.3f}, p={_format_p(p_value)})",
+        ),
+        _Test(
+            "novel_samples",
+            novel_p,
+            novel_share - (1.0 - _NOVELTY_QUANTILE) > cfg.novel_share_increase,
             f"unfamiliar content: {novel_share:.0%} of samples lie farther from the reference data than 95% of "
-            f"the reference itself (expected 5%, p={_format_p(novel_p)})"
-        )
+            f"the reference itself (expected 5%, p={_format_p(novel_p)})",
+        ),
+    ]
     info = {
         "mmd2": mmd2,
         "p_value": p_value,
         "novel_share": novel_share,
         "novel_p_value": novel_p,
-        "alert": bool(mmd_alert or novel_alert),
+        "alert": False,
     }
-    return info, reasons
+    return info, tests
 
 
 def _token_signals(
-    reference: DriftReference, token_stats: Any, alpha: float, cfg: DriftConfig
-) -> tuple[dict[str, Any], list[str], list[str]]:
+    reference: DriftReference, token_stats: Any, cfg: DriftConfig
+) -> tuple[dict[str, Any], list[_Test]]:
     counts, truncated, unk = _token_arrays(token_stats)
     window = _token_summary(token_stats)
     ref = reference.token_summary
@@ -624,58 +843,71 @@ def _token_signals(
     for key in ("unk_token_rate", "texts_with_unk_share", "truncation_rate", "mean_length"):
         info[key] = window.get(key)
         info[f"reference_{key}"] = ref[key]
-    alerts: list[str] = []
-    reasons: list[str] = []
+    tests: list[_Test] = []
     if n == 0:
-        return info, alerts, reasons
+        return info, tests
 
     truncation = float(truncated.mean())
     p_value = _share_test(int(truncated.sum()), n, ref["truncation_rate"], n_ref)
-    if p_value < alpha and truncation - ref["truncation_rate"] > cfg.truncation_rate_increase:
-        alerts.append("truncation")
-        reasons.append(
-            f"more texts truncated: {ref['truncation_rate']:.0%} -> {truncation:.0%} (p={_format_p(p_value)})"
+    tests.append(
+        _Test(
+            "truncation",
+            p_value,
+            truncation - ref["truncation_rate"] > cfg.truncation_rate_increase,
+            f"more texts truncated: {ref['truncation_rate']:.0%} -> {truncation:.0%} (p={_format_p(p_value)})",
         )
+    )
 
     unk_share = float((unk > 0).mean())
     p_value = _share_test(int((unk > 0).sum()), n, ref["texts_with_unk_share"], n_ref)
-    if p_value < alpha and unk_share - ref["texts_with_unk_share"] > cfg.unk_share_increase:
-        alerts.append("unknown_tokens")
-        reasons.append(
+    tests.append(
+        _Test(
+            "unknown_tokens",
+            p_value,
+            unk_share - ref["texts_with_unk_share"] > cfg.unk_share_increase,
             f"more texts with unknown tokens: {ref['texts_with_unk_share']:.0%} -> {unk_share:.0%} "
             f"(unknown-token rate {ref['unk_token_rate']:.2%} -> {window['unk_token_rate']:.2%}, "
-            f"p={_format_p(p_value)})"
+            f"p={_format_p(p_value)})",
         )
+    )
 
     if reference.token_counts.size:
         length = ks_2samp(reference.token_counts.astype(np.float64), counts.astype(np.float64))
         info["length_ks_statistic"] = float(length.statistic)
         info["length_p_value"] = float(length.pvalue)
-        if length.pvalue < alpha and length.statistic > cfg.length_ks_threshold:
-            alerts.append("length")
-            reasons.append(
+        tests.append(
+            _Test(
+                "length",
+                float(length.pvalue),
+                float(length.statistic) > cfg.length_ks_threshold,
                 f"text length changed: mean {ref['mean_length']:.0f} -> {window['mean_length']:.0f} tokens "
-                f"(KS {length.statistic:.2f} > {cfg.length_ks_threshold}, p={_format_p(float(length.pvalue))})"
+                f"(KS {length.statistic:.2f} > {cfg.length_ks_threshold}, p={_format_p(float(length.pvalue))})",
             )
-    return info, alerts, reasons
+        )
+    return info, tests
 
 
 def _malformed_signal(
-    reference: DriftReference, texts: Sequence[str], alpha: float, cfg: DriftConfig
-) -> tuple[dict[str, Any], list[str], list[str]]:
+    reference: DriftReference, texts: Sequence[str], cfg: DriftConfig
+) -> tuple[dict[str, Any], list[_Test]]:
     malformed = malformed_text_counts(texts)
     n = len(texts)
     share = malformed["any"] / n if n else 0.0
     ref_share = reference.malformed_counts.get("any", 0) / reference.n_texts
     info = {"malformed": malformed, "malformed_share": share, "reference_malformed_share": ref_share}
+    if not n:
+        return info, []
     p_value = _share_test(malformed["any"], n, ref_share, reference.n_texts)
-    if not (n and p_value < alpha and share - ref_share > cfg.malformed_share_increase):
-        return info, [], []
     kinds = ", ".join(f"{kind.replace('_', ' ')} {c}" for kind, c in malformed.items() if kind != "any" and c)
     reason = (
         f"malformed text: {share:.0%} of texts (reference {ref_share:.0%}): {kinds} (p={_format_p(p_value)})"
     )
-    return info, ["malformed_unicode"], [reason]
+    return info, [
+        _Test("malformed_unicode", p_value, share - ref_share > cfg.malformed_share_increase, reason)
+    ]
+
+
+_ANOMALY_TESTS = ("truncation", "unknown_tokens", "length", "malformed_unicode")
 
 
 def drift_window(
@@ -688,6 +920,10 @@ def drift_window(
     config: DriftConfig | None = None,
 ) -> DriftResult:
     """Compare one window of production samples with the reference.
+
+    Every test that can run (see the module docstring) gives a p-value; the p-values are corrected
+    together with :func:`holm_bonferroni` at ``config.alpha``, and a test alerts when Holm rejects it and
+    its effect size exceeds the configured threshold.
 
     Parameters
     ----------
@@ -719,29 +955,35 @@ def drift_window(
     use_embeddings = embeddings is not None and reference.has_embeddings and m >= 2
     use_tokens = token_stats is not None and reference.token_summary.get("n_texts", 0) > 0
     use_texts = texts is not None and reference.n_texts > 0
-    alpha = cfg.alpha / (2 + 2 * int(use_embeddings) + 3 * int(use_tokens) + int(use_texts))
 
     counts = _class_counts(p, reference.multi_label)
-    class_shift, reasons = _class_signal(reference, counts, alpha, cfg)
+    class_shift, class_test = _class_signal(reference, counts, cfg)
     confidence = _confidence(p, reference.multi_label)
-    confidence_shift, more = _confidence_signal(reference, confidence, alpha, cfg)
-    reasons += more
+    confidence_shift, confidence_test = _confidence_signal(reference, confidence, cfg)
+    tests = [class_test, confidence_test]
     embedding_drift: dict[str, Any] | None = None
     if use_embeddings:
-        embedding_drift, more = _embedding_signal(reference, np.asarray(embeddings), alpha, cfg)
-        reasons += more
+        embedding_drift, more = _embedding_signal(reference, np.asarray(embeddings), cfg)
+        tests += more
     anomalies: dict[str, Any] = {"alerts": []}
     if use_tokens:
-        info, alerts, more = _token_signals(reference, token_stats, alpha, cfg)
+        info, more = _token_signals(reference, token_stats, cfg)
         anomalies.update(info)
-        anomalies["alerts"] += alerts
-        reasons += more
+        tests += more
     if use_texts:
         assert texts is not None
-        info, alerts, more = _malformed_signal(reference, texts, alpha, cfg)
+        info, more = _malformed_signal(reference, texts, cfg)
         anomalies.update(info)
-        anomalies["alerts"] += alerts
-        reasons += more
+        tests += more
+
+    significant, levels = holm_bonferroni([t.p_value for t in tests], cfg.alpha)
+    alerting = {t.name for t, s in zip(tests, significant, strict=True) if s and t.effect}
+    class_shift["alert"] = "class_mix" in alerting
+    confidence_shift["alert"] = "confidence" in alerting
+    if embedding_drift is not None:
+        embedding_drift["alert"] = bool(alerting & {"embedding_mmd", "novel_samples"})
+    anomalies["alerts"] = [name for name in _ANOMALY_TESTS if name in alerting]
+    reasons = [t.reason for t in tests if t.name in alerting]
 
     total = counts.sum()
     return DriftResult(
@@ -756,5 +998,18 @@ def drift_window(
         anomalies=anomalies,
         alert=bool(reasons),
         reasons=reasons,
-        alpha_per_test=alpha,
+        alpha_per_test=cfg.alpha / len(tests),
+        tests=[
+            {
+                "name": t.name,
+                "p_value": t.p_value,
+                "level": float(level),
+                "significant": bool(s),
+                "effect": bool(t.effect),
+                "alert": t.name in alerting,
+            }
+            for t, s, level in zip(tests, significant, levels, strict=True)
+        ],
+        correction="holm",
+        alpha=cfg.alpha,
     )

@@ -12,11 +12,12 @@ from django.db import connection, transaction
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
 from annotator.selectors import project_labels
+from annotator.services.drift_reference import drift_baseline_save, drift_reference_for
 from annotator.services.examples import examples_import, unicode_problem
 from annotator.services.jobs import send_after_commit
 from annotator.services.pipeline import jsonable, save_scores, score_rows
 from annotator.services.queue import queue_add
-from annotator.serving import predictor_for, version_dir
+from annotator.serving import predictor_for
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,10 @@ def _lock_drift_checks(project_id: int) -> None:
 
 
 def drift_check(project_id: int) -> list[DriftWindow]:
-    """Cut every full window of production samples not yet windowed and measure its drift."""
-    from training.drift import DriftReference, drift_window
+    """Cut every full window of production samples not yet windowed and measure its drift against the
+    serving version's reference (``services.drift_reference``: the scored pool by default, or a production
+    baseline), recording in each window which reference that was."""
+    from training.drift import drift_window
 
     created: list[DriftWindow] = []
     with transaction.atomic():
@@ -150,15 +153,20 @@ def drift_check(project_id: int) -> list[DriftWindow]:
         )
         if len(pending) < size:
             return created
-        reference_path = version_dir(version) / "drift-reference"
-        reference = DriftReference.load(reference_path)
+        chosen = drift_reference_for(version=version)
         predictor = predictor_for(version)
         for start in range(0, len(pending) - size + 1, size):
             window = pending[start:start + size]
             texts = [text for _, text, _ in window]
             prediction = predictor.predict(texts)
-            result = drift_window(reference, probs=prediction.probs, embeddings=prediction.embeddings,
+            result = drift_window(chosen.reference, probs=prediction.probs, embeddings=prediction.embeddings,
                                   token_stats=prediction.token_stats, texts=texts)
+            compared_with = chosen.record
+            if chosen.becomes_baseline:
+                chosen = drift_baseline_save(
+                    version=version, sequence=sequence, label_names=list(predictor.label_names),
+                    probs=prediction.probs, embeddings=prediction.embeddings,
+                    token_stats=prediction.token_stats, texts=texts)
             times = [t for _, _, t in window if t is not None]
             actions = []
             if result.alert:
@@ -173,7 +181,8 @@ def drift_check(project_id: int) -> list[DriftWindow]:
                 mean_confidence=summary["mean_confidence"],
                 confidence_shift=(summary["confidence_shift"] or {}).get("ks_statistic"),
                 embedding_drift=(summary["embedding_drift"] or {}).get("mmd2"),
-                anomalies=summary["anomalies"], details=jsonable(summary), alert=result.alert,
+                anomalies=summary["anomalies"], details=jsonable({**summary, "reference": compared_with}),
+                alert=result.alert,
                 reasons=result.reasons, actions=actions,
             ))
             sequence += 1

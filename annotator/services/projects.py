@@ -18,12 +18,16 @@ MAX_LABEL_NAME = 100
 QUEUE_REASONS = ("uncertain", "suspect", "drift", "random")
 TRAIN_MODES = ("auto", "frozen", "gradual", "full", "lora")
 QUERY_STRATEGIES = ("entropy", "margin", "least_confidence", "random")
+DRIFT_REFERENCES = ("pool", "production_baseline")
 PROMOTION_POLICIES = ("auto", "manual")
 
 PROJECT_SETTING_DEFAULTS: dict[str, Any] = {
     "max_text_chars": 20_000,
     "lease_seconds": 600,
     "drift_window_size": 200,
+    # What production windows are compared with: the pool the version scored, or the first production window
+    # it checked (services/drift_reference.py).
+    "drift_reference": "pool",
     # How many annotators see each queued item (>1 measures agreement).
     "overlap": 1,
     # Retrain automatically after this many new labels; 0 turns it off.
@@ -82,6 +86,9 @@ def validate_project_settings(raw: Any, *, base: dict[str, Any] | None = None) -
         elif name == "promotion":
             if value not in PROMOTION_POLICIES:
                 errors.append({"field": field, "message": f"must be one of {', '.join(PROMOTION_POLICIES)}"})
+        elif name == "drift_reference":
+            if value not in DRIFT_REFERENCES:
+                errors.append({"field": field, "message": f"must be one of {', '.join(DRIFT_REFERENCES)}"})
         elif name == "guidelines":
             if not isinstance(value, str) or len(value) > 50_000:
                 errors.append({"field": field, "message": "must be a string of at most 50,000 characters"})

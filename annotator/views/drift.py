@@ -1,5 +1,6 @@
 """The drift page (reviewer): per-window class mix, mean confidence, embedding drift and tokenization
-anomalies of production traffic as plots, and the alerts with their reasons and what each triggered."""
+anomalies of production traffic as plots, which reference the windows were compared with, and the alerts
+with their reasons and what each triggered."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from annotator import page_selectors, selectors
-from annotator.models import DriftWindow, Role
+from annotator.models import DriftWindow, Project, Role
 from annotator.views import charts
 from annotator.views.access import paginate, project_context, project_or_404, render_page
 
@@ -62,12 +63,47 @@ def drift_plots(windows: list[DriftWindow], labels: list[str]) -> dict[str, Any]
     }
 
 
+#: What windows measured before they recorded their reference were compared with.
+LEGACY_REFERENCE = {"kind": "labeled_split",
+                    "summary": "the labeled validation split (recorded before windows named their reference)"}
+REFERENCE_KINDS = {"pool": "scored pool", "labeled_split": "labeled split", "production_baseline": "production baseline"}
+
+
+def _references(project: Project, windows: list[Any]) -> dict[int, dict[str, Any]]:
+    """Window id -> the reference it was compared with, in one query (the page's window lists defer
+    ``details``, which holds every test statistic)."""
+    rows = DriftWindow.objects.filter(project=project, id__in=[w.id for w in windows]).values_list(
+        "id", "details__reference")
+    return {pk: {**LEGACY_REFERENCE, **(record if isinstance(record, dict) else {})} for pk, record in rows}
+
+
+def reference_spans(windows: list[DriftWindow]) -> list[dict[str, Any]]:
+    """Runs of consecutive windows (oldest first) compared with the same reference."""
+    spans: list[dict[str, Any]] = []
+    for w in windows:
+        reference = getattr(w, "reference", LEGACY_REFERENCE)
+        key = (reference.get("kind"), reference.get("model_version"), reference.get("summary"))
+        if spans and spans[-1]["key"] == key:
+            spans[-1]["last"] = w.sequence
+            spans[-1]["n"] += 1
+            continue
+        spans.append({"key": key, "first": w.sequence, "last": w.sequence, "n": 1, "reference": reference,
+                      "kind": REFERENCE_KINDS.get(str(reference.get("kind")), str(reference.get("kind")))})
+    return spans
+
+
 @login_required
 @require_GET
 def drift(request: HttpRequest, project_id: int) -> HttpResponse:
+    from training.drift import DriftConfig
+
     project = project_or_404(request, project_id, role=Role.REVIEWER)
     windows = page_selectors.drift_windows(project, limit=PLOTTED_WINDOWS)
     alerts = paginate(request, page_selectors.drift_alerts(project), ALERTS_PER_PAGE)
+    references = _references(project, [*windows, *alerts])
+    for w in [*windows, *alerts]:
+        w.reference = references.get(w.id, LEGACY_REFERENCE)
+        w.reference_kind = REFERENCE_KINDS.get(str(w.reference.get("kind")), str(w.reference.get("kind")))
     latest = windows[-1] if windows else None
     context = {
         **project_context(request, project, "drift"),
@@ -76,6 +112,9 @@ def drift(request: HttpRequest, project_id: int) -> HttpResponse:
         "latest": latest,
         "page": alerts,
         "window_size": project.setting("drift_window_size"),
+        "reference_setting": project.setting("drift_reference"),
+        "alpha": DriftConfig().alpha,
+        "spans": reference_spans(windows),
         "plotted": PLOTTED_WINDOWS,
     }
     return render_page(request, "drift.html", context, partial="alerts")
