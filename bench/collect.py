@@ -24,6 +24,7 @@ ORDER = [
     "active_learning",
     "al_sim",
     "drift",
+    "drift_queue",
     "labelstudio",
 ]
 HEAD = """# Benchmarks

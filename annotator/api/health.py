@@ -140,9 +140,10 @@ class ProjectHealthApi(APIView):
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
         header, rows = loop_selectors.health_report(project)
+        paginator = Pagination()
+        # Paged even when there is nothing yet, so a bad page or page_size is a 400 either way.
+        page = paginator.paginate_queryset(rows if header["outliers"] is not None else [], request, view=self)
         if header["outliers"] is not None:
-            paginator = Pagination()
-            page = paginator.paginate_queryset(rows, request, view=self)
             header["outliers"] = {**header["outliers"], "examples": paginator.get_paginated_response(
                 loop_selectors.outlier_rows_out(project, list(page))).data}
         return Response(header)

@@ -249,6 +249,18 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         base = Encoder(_encoder_config(project))
         base_embeddings = base.embed_cached(snapshot.texts, cache)
         noise_metrics, noise_rows = _label_noise(snapshot, base_embeddings, names, multi)
+        # Data health: near-duplicate texts with different labels raise suspicion; outliers and classes too
+        # small to learn are stored for the Review page (services.health).
+        reporter(0.66, "health", "near-duplicates with different labels, outliers and class health", force=True)
+        if noise_rows:
+            from annotator.services.health import health_for_version, noise_rows_with_conflicts
+
+            health, suspicious = health_for_version(
+                snapshot_example_ids=snapshot.example_ids, texts=snapshot.texts, labels=snapshot.labels,
+                embeddings=base_embeddings, probs=np.vstack([row["probs"] for row in noise_rows]), names=names)
+            noise_metrics["n_conflict_flags"] = noise_rows_with_conflicts(noise_rows, suspicious)
+            noise_metrics["n_issues"] = sum(1 for row in noise_rows if row["is_issue"])
+            metrics["health"] = health
         metrics["noise"] = noise_metrics
         reporter.check()
 
@@ -706,6 +718,14 @@ def finish_scoring(score_job_id: int) -> None:
 
     job = job_finish(score_job_id, Job.Status.SUCCEEDED, message="scored")
     version = ModelVersion.objects.select_related("project").get(pk=job.params["model_version_id"])
+    # The drift reference of what production should look like: the pool this version just scored (saved
+    # before promotion, so a promoted version always has it).
+    from annotator.services.drift_reference import drift_reference_update
+
+    try:
+        drift_reference_update(version=version)
+    except Exception:  # noqa: BLE001 - the labeled split stays the reference; never block promotion
+        log.exception("v%s: the pool drift reference failed; drift keeps the labeled split", version.number)
     decision = decide_promotion(version)
     with transaction.atomic():
         train_job = Job.objects.select_for_update().get(pk=job.parent_id)

@@ -132,10 +132,14 @@ def is_cold_start(version: ModelVersion, n_classes: int) -> tuple[bool, str]:
     n_labeled = int((version.snapshot or {}).get("n_labeled") or version.n_train or 0)
     if n_labeled < COLD_START_LABELS_PER_CLASS * n_classes:
         return True, f"{n_labeled} labels for {n_classes} classes (fewer than {COLD_START_LABELS_PER_CLASS} per class)"
-    f1 = (version.metrics or {}).get("macro_f1")
+    metrics = version.metrics or {}
+    # The held-out figure when there are enough held-out labels, else the validation split's.
+    f1, measured_on = metrics.get("macro_f1"), "held-out"
+    if f1 is None:
+        f1, measured_on = (metrics.get("validation") or {}).get("macro_f1"), "validation"
     chance = 1.0 / max(n_classes, 2)
     if f1 is not None and f1 <= chance + COLD_START_NEAR_CHANCE:
-        return True, f"validation macro-F1 {f1:.2f} is near chance ({chance:.2f})"
+        return True, f"{measured_on} macro-F1 {f1:.2f} is near chance ({chance:.2f})"
     return False, ""
 
 
