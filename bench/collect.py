@@ -23,6 +23,7 @@ ORDER = [
     "noise_gpu",
     "active_learning",
     "al_sim",
+    "al_sim_full",
     "drift",
     "drift_queue",
     "labelstudio",
