@@ -451,7 +451,15 @@ def _decisions(probs: np.ndarray, model: Any, multi: bool) -> np.ndarray:
 
 def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
                  multi: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """cleanlab over K-fold out-of-sample probabilities; one row per labeled example."""
+    """cleanlab over K-fold out-of-sample probabilities; one row per labeled example.
+
+    Single-label: several views of the labels (logistic regression and kNN on the frozen embeddings, a
+    TF-IDF lexical model, and fine-tuned folds where the worker can afford them), each out-of-fold over
+    the same folds, mixed with weights that minimise their out-of-fold log loss (training.cv); the metrics
+    record each view's log loss, weight and seconds under ``views``. Multi-label: one-vs-rest logistic
+    regression on the frozen embeddings.
+    """
+    views_metrics: dict[str, Any] | None = None
     if multi:
         from training.cv import oos_probs_frozen_multilabel
         from training.noise import find_noise_multilabel
@@ -462,14 +470,33 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
         report = find_noise_multilabel(label_lists, probs, names)
         suggested = [",".join(names[j] for j in np.flatnonzero(p >= 0.5)) for p in probs]
     else:
-        from training.cv import ensemble_probs, oos_probs_frozen, oos_probs_knn
+        from training.cv import (
+            FINETUNE_CPU_MAX_EXAMPLES,
+            finetune_affordable,
+            label_noise_views,
+            weighted_ensemble,
+        )
         from training.noise import find_noise
+        from training.train import TrainConfig
 
         y = _label_matrix(snapshot.labels, names, False)
-        # Logistic regression with C chosen by cross-validation, averaged with leave-one-out kNN: the
-        # combination found the most planted flips in bench/noise.py.
-        probs = ensemble_probs([oos_probs_frozen(embeddings, y, len(names), C="auto"),
-                                oos_probs_knn(embeddings, y, len(names))])
+        # Fine-tuned folds are the strongest view, but five fine-tunes cost minutes per few hundred texts
+        # on a CPU: they run on a GPU worker, or on a CPU only up to NOISE_FINETUNE_CPU_MAX_EXAMPLES labels.
+        finetune_config = None
+        try:
+            on_gpu = TrainConfig(device=settings.TRAINING_DEVICE).resolve_device().type == "cuda"
+        except ValueError:  # CUDA asked for but absent: training itself reports that
+            on_gpu = False
+        cpu_max = int(getattr(settings, "NOISE_FINETUNE_CPU_MAX_EXAMPLES", FINETUNE_CPU_MAX_EXAMPLES))
+        if finetune_affordable(len(y), on_gpu=on_gpu, cpu_max=cpu_max):
+            project = Example.objects.select_related("project").get(pk=snapshot.example_ids[0]).project
+            finetune_config = TrainConfig(mode="full", encoder=_encoder_config(project), epochs=2, seed=0,
+                                          device=settings.TRAINING_DEVICE)
+        views = label_noise_views(embeddings, snapshot.texts, y, len(names), finetune=finetune_config is not None,
+                                  label_names=names, finetune_config=finetune_config)
+        probs, mixture = weighted_ensemble(views.probs, y, len(names), seconds=views.seconds,
+                                           settings=views.settings)
+        views_metrics = mixture.to_dict()
         report = find_noise(y, probs, names)
         suggested = [names[int(i)] for i in report.suggested_label]
     summary = report.to_dict()
@@ -481,6 +508,9 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
         "method": summary.get("method"),
         "notes": summary.get("notes", []),
     }
+    if views_metrics is not None:
+        metrics["views"] = views_metrics["views"]
+        metrics["ensemble"] = {"log_loss": views_metrics["ensemble_log_loss"], "method": views_metrics["method"]}
     rows = [
         {"example_id": example_id, "probs": probs[i], "label_quality": float(report.label_quality[i]),
          "is_issue": bool(report.is_issue[i]), "suggested": suggested[i]}
