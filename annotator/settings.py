@@ -39,6 +39,8 @@ ARTIFACT_DIR = Path(os.environ.get("ARTIFACT_DIR", DATA_DIR / "artifacts")).reso
 EMBEDDING_CACHE_DIR = Path(os.environ.get("EMBEDDING_CACHE_DIR", DATA_DIR / "embedding-cache")).resolve()
 # Where training runs: "auto" uses CUDA when the worker sees a GPU, else the CPU; or "cpu", "cuda", "cuda:N".
 TRAINING_DEVICE = os.environ.get("TRAINING_DEVICE", "auto")
+# Label-noise fine-tuned folds on a CPU worker only for projects up to this many labeled examples (0: only on a GPU).
+NOISE_FINETUNE_CPU_MAX_EXAMPLES = int(os.environ.get("NOISE_FINETUNE_CPU_MAX_EXAMPLES", "0"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",

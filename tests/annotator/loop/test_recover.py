@@ -9,7 +9,7 @@ import redis
 from django.conf import settings
 from django.utils import timezone
 
-from annotator.models import Job
+from annotator.models import Job, ModelVersion
 from annotator.services.jobs import jobs_recover
 
 
@@ -27,8 +27,9 @@ def test_a_scoring_job_with_every_chunk_done_but_never_closed_is_closed_and_the_
     stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 30)
     train = Job.objects.create(project=project, kind=Job.Kind.TRAIN, status=Job.Status.RUNNING,
                                started_at=stale, heartbeat_at=stale)
+    version = ModelVersion.objects.create(project=project, number=1, status=ModelVersion.Status.READY, job=train)
     score = Job.objects.create(project=project, kind=Job.Kind.SCORE, status=Job.Status.RUNNING, parent=train,
-                               params={"chunk_ids": [[1, 2], [3]], "chunks": 2},
+                               params={"chunk_ids": [[1, 2], [3]], "chunks": 2, "model_version_id": version.id},
                                result={"done": [0, 1], "done_chunks": 2}, started_at=stale, heartbeat_at=stale)
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     try:
