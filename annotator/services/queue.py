@@ -199,21 +199,10 @@ def queue_add(
     *, project: Project, examples: list[Example] | list[int], reason: str, priority: float = 0.0,
     explanation: str = "", model_version_id: int | None = None,
 ) -> int:
-    """Put examples in the queue (one item per overlap slot); examples already queued are left alone."""
+    """Put examples in the queue with one priority and explanation (see :func:`queue_add_many`)."""
     ids = [e if isinstance(e, int) else e.id for e in examples]
-    overlap = int(project.setting("overlap"))
-    open_slots = set(
-        QueueItem.objects.filter(
-            example_id__in=ids, status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED]
-        ).values_list("example_id", "slot")
-    )
-    items = [
-        QueueItem(project=project, example_id=example_id, reason=reason, priority=priority, slot=slot,
-                  explanation=explanation[:300], model_version_id=model_version_id)
-        for example_id in ids for slot in range(overlap) if (example_id, slot) not in open_slots
-    ]
-    QueueItem.objects.bulk_create(items, batch_size=2000, ignore_conflicts=True)
-    return len(items)
+    return queue_add_many(project=project, reason=reason, items=[(example_id, priority, explanation) for example_id in ids],
+                          model_version_id=model_version_id)
 
 
 def queue_add_many(
