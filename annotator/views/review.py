@@ -59,6 +59,22 @@ def _report_context(request: HttpRequest, project: Project) -> dict[str, Any]:
     }
 
 
+
+def _nothing_saved(request: HttpRequest, error: InvalidInput) -> int:
+    for problem in error.errors[:5]:
+        messages.error(request, f"Nothing was saved: {problem['message']}")
+    return UNPROCESSABLE
+
+
+def _after_decision(request: HttpRequest, project: Project, page: str, template: str, partial: str,
+                    context_of: Any, status: int) -> HttpResponse:
+    """After a decision form: back to the page (plain form), or the refreshed partial (htmx)."""
+    if not wants_partial(request):
+        query = request.POST.get("return_query", "")
+        return redirect(reverse(page, args=[project.id]) + (f"?{query}" if query else ""))
+    context = {**project_context(request, project, "review"), **context_of(request, project)}
+    return render_page(request, template, context, partial=partial, status=status)
+
 @login_required
 @require_GET
 def review(request: HttpRequest, project_id: int) -> HttpResponse:
@@ -114,14 +130,8 @@ def decisions(request: HttpRequest, project_id: int) -> HttpResponse:
                  f"{result['sent_to_queue']} sent to the queue" if result["sent_to_queue"] else ""]
         messages.success(request, "Saved: " + ", ".join(p for p in parts if p) + ".")
     except InvalidInput as error:
-        status = UNPROCESSABLE
-        for problem in error.errors[:5]:
-            messages.error(request, f"Nothing was saved: {problem['message']}")
-    if not wants_partial(request):
-        query = request.POST.get("return_query", "")
-        return redirect(reverse("review", args=[project.id]) + (f"?{query}" if query else ""))
-    context = {**project_context(request, project, "review"), **_report_context(request, project)}
-    return render_page(request, "review.html", context, partial="issues", status=status)
+        status = _nothing_saved(request, error)
+    return _after_decision(request, project, "review", "review.html", "issues", _report_context, status)
 
 
 @login_required
@@ -186,14 +196,9 @@ def conflicts_settle(request: HttpRequest, project_id: int) -> HttpResponse:
                                   f"({result['changed']} changed).")
         model_services.maybe_retrain(project=project)
     except InvalidInput as error:
-        status = UNPROCESSABLE
-        for problem in error.errors[:5]:
-            messages.error(request, f"Nothing was saved: {problem['message']}")
-    if not wants_partial(request):
-        query = request.POST.get("return_query", "")
-        return redirect(reverse("review-conflicts", args=[project.id]) + (f"?{query}" if query else ""))
-    context = {**project_context(request, project, "review"), **_conflicts_context(request, project)}
-    return render_page(request, "conflicts.html", context, partial="groups", status=status)
+        status = _nothing_saved(request, error)
+    return _after_decision(request, project, "review-conflicts", "conflicts.html", "groups", _conflicts_context,
+                           status)
 
 
 # --- outliers and class health ------------------------------------------------------------------------------
