@@ -31,8 +31,10 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
+
+from training.data import stratified_folds
 
 if TYPE_CHECKING:
     from training.train import TrainConfig
@@ -56,42 +58,6 @@ def one_blas_thread() -> Iterator[None]:
     """
     with threadpool_limits(limits=1, user_api="blas"):
         yield
-
-
-def stratified_folds(labels: np.ndarray, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified ``(train_idx, test_idx)`` pairs covering every example once as test.
-
-    The number of folds is ``min(k, n, largest class count)`` and at least 2. Classes with fewer members
-    than folds are spread over as many folds as they have members: each such example is still predicted
-    by a model that saw the class's other members, which is the most any split can offer it (reducing
-    the fold count to the smallest class would only shrink every training set). A class with a single
-    member is absent from the model that predicts it; see ``MISSING_CLASS_EPSILON``.
-
-    Parameters
-    ----------
-    labels : np.ndarray, shape (n,) int
-    k : int
-    seed : int
-
-    Returns
-    -------
-    list of (np.ndarray, np.ndarray)
-        Index arrays; an empty list when ``n < 2`` (nothing can be held out).
-    """
-    y = np.asarray(labels)
-    n = y.shape[0]
-    if n < 2:
-        return []
-    counts = np.bincount(y.astype(np.int64))
-    n_splits = max(2, min(k, n, int(counts.max())))
-    if counts.max() < 2:
-        splitter: KFold | StratifiedKFold = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    else:
-        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        # "The least populated class in y has only 1 members": expected and handled, see above.
-        warnings.simplefilter("ignore", UserWarning)
-        return [(train, test) for train, test in splitter.split(np.zeros(n), y)]
 
 
 def _fill_missing(probs: np.ndarray) -> np.ndarray:

@@ -8,10 +8,12 @@ order follows filesystem iteration order, so we read the folders ourselves in so
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
 
 BBC_LABELS: list[str] = ["business", "entertainment", "politics", "sports", "tech"]
 """The BBC news topics, in the (sorted) order that :func:`load_bbc_news` reads them."""
@@ -165,3 +167,39 @@ def _strata(labels: Sequence[str] | Sequence[Sequence[str]]) -> list[str]:
         ys_list = list(ys)
         strata.append(min(ys_list, key=lambda y: (counts[y], y)) if ys_list else "\x00none")
     return strata
+
+
+def stratified_folds(labels: np.ndarray, k: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified ``(train_idx, test_idx)`` pairs covering every example once as test.
+
+    The number of folds is ``min(k, n, largest class count)`` and at least 2. Classes with fewer members
+    than folds are spread over as many folds as they have members: each such example is still predicted
+    by a model that saw the class's other members, which is the most any split can offer it (reducing
+    the fold count to the smallest class would only shrink every training set). A class with a single
+    member is absent from the model that predicts it; see ``MISSING_CLASS_EPSILON``.
+
+    Parameters
+    ----------
+    labels : np.ndarray, shape (n,) int
+    k : int
+    seed : int
+
+    Returns
+    -------
+    list of (np.ndarray, np.ndarray)
+        Index arrays; an empty list when ``n < 2`` (nothing can be held out).
+    """
+    y = np.asarray(labels)
+    n = y.shape[0]
+    if n < 2:
+        return []
+    counts = np.bincount(y.astype(np.int64))
+    n_splits = max(2, min(k, n, int(counts.max())))
+    if counts.max() < 2:
+        splitter: KFold | StratifiedKFold = KFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    else:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # "The least populated class in y has only 1 members": expected and handled, see above.
+        warnings.simplefilter("ignore", UserWarning)
+        return [(train, test) for train, test in splitter.split(np.zeros(n), y)]

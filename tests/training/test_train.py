@@ -11,6 +11,7 @@ from training.train import (
     TrainedModel,
     TrainingCancelled,
     calibrate,
+    crossfit_folds,
     train_classifier,
     train_seeds,
     tune_thresholds,
@@ -210,6 +211,45 @@ def test_frozen_mode_trains_the_head_on_cached_embeddings(tiny_dataset, small_co
     assert first.val_metrics["macro_f1"] >= 0.8
     np.testing.assert_allclose(
         first.predict_logits(tiny_dataset.val_texts), second.predict_logits(tiny_dataset.val_texts), atol=1e-6
+    )
+
+
+def test_crossfit_folds_only_where_early_stopping_is_noisy():
+    config = TrainConfig(frozen_heads=5, frozen_crossfit_below=2000)
+
+    folds = crossfit_folds(np.arange(60) % 3, config)
+
+    assert len(folds) == 5
+    held = np.sort(np.concatenate([stop for _, stop in folds]))
+    np.testing.assert_array_equal(held, np.arange(60))  # every example stops one head, once
+    for fit, stop in folds:
+        assert not set(fit) & set(stop) and len(stop) == 12
+    assert len(crossfit_folds(np.arange(25) % 3, config)) == 2  # at least 10 examples per fold
+    assert crossfit_folds(np.arange(19) % 3, config) == []  # too few for two folds: one head
+    assert crossfit_folds(np.arange(60) % 3, replace(config, frozen_heads=1)) == []
+    assert crossfit_folds(np.arange(2000) % 3, config) == []  # enough data: early stopping is not noisy
+    multi = np.eye(3, dtype=np.float32)[np.arange(30) % 3]
+    assert len(crossfit_folds(multi, config)) == 3
+
+
+@pytest.mark.slow
+def test_frozen_head_with_few_labels_is_the_mean_of_crossfit_heads(tiny_dataset, small_config, tmp_path):
+    cache = EmbeddingCache(tmp_path / "emb.sqlite3")
+    args = (tiny_dataset.train_texts, tiny_dataset.train_labels, tiny_dataset.label_names)
+    kwargs = {"val_texts": tiny_dataset.val_texts, "val_labels": tiny_dataset.val_labels, "cache": cache}
+
+    crossfit = train_classifier(*args, config=replace(small_config, mode="frozen", frozen_heads=2), **kwargs)
+    again = train_classifier(*args, config=replace(small_config, mode="frozen", frozen_heads=2), **kwargs)
+    single = train_classifier(*args, config=replace(small_config, mode="frozen", frozen_heads=1), **kwargs)
+
+    assert {entry["head"] for entry in crossfit.epoch_log} == {0, 1}  # 27 training texts: two folds
+    assert all("head" not in entry for entry in single.epoch_log)
+    assert crossfit.val_metrics["macro_f1"] >= 0.8
+    np.testing.assert_allclose(  # deterministic for a seed
+        crossfit.predict_logits(tiny_dataset.val_texts), again.predict_logits(tiny_dataset.val_texts), atol=1e-6
+    )
+    assert not np.allclose(
+        crossfit.predict_logits(tiny_dataset.val_texts), single.predict_logits(tiny_dataset.val_texts), atol=1e-3
     )
 
 
