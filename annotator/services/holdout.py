@@ -21,8 +21,16 @@ The rule (``HOLDOUT_RULE``, stored with every version):
   labels to measure" and why, instead of a number. It is still held out (assignment never depends on
   its size), so the versions trained meanwhile stay comparable with later ones.
 
-A project whose labels all come from uncertainty sampling therefore has no holdout to measure on: label some
-``random`` queue items (the queue mix's ``random`` share) or import a random sample with labels.
+- **The queue keeps the holdout's examples for it** (:func:`reserved_for_holdout`): unlabeled examples whose
+  hash falls below the cut are never offered as ``uncertain`` or ``drift`` items, and ``random`` items are
+  drawn from them first. Every answer to such a random item therefore joins the holdout, so a project
+  labeling through the queue grows its holdout by the mix's ``random`` share of every batch (3 of 50 with the
+  default mix) instead of a fifth of that; and the holdout stays a uniform sample of the pool: without the
+  reservation, uncertainty sampling would take the hard examples among the hashed ones first and leave the
+  holdout the easy rest, overstating every version.
+
+A project whose labels all come from uncertainty sampling outside the queue has no holdout to measure on:
+label some ``random`` queue items (the queue mix's ``random`` share) or import a random sample with labels.
 """
 
 from __future__ import annotations
@@ -114,6 +122,21 @@ def holdout_split(*, project: Project, example_ids: Sequence[int], sources: Sequ
                       f"({HOLDOUT_SHARE:.0%}, at most {HOLDOUT_MAX:,}); no version trains on them"),
     }
     return HoldoutSplit(holdout=holdout, rest=rest, record=record)
+
+
+def holdout_cut(metrics: dict[str, Any] | None) -> float:
+    """The hash below which examples are held out, as a version recorded it (the share until the holdout is
+    full, then the largest hash it kept)."""
+    record = (metrics or {}).get("holdout") or {}
+    return float(record["cut"]) if same_rule(record) and record.get("cut") is not None else HOLDOUT_SHARE
+
+
+def reserved_for_holdout(example_ids: Sequence[int], cut: float) -> np.ndarray:
+    """Which of these (unlabeled) examples the queue keeps for the holdout: a boolean per id, hash below ``cut``.
+
+    Labeled through a ``random`` queue item (or an import), such an example is held out; the queue never
+    offers it for any other reason (see the module docstring)."""
+    return np.array([holdout_hash(pk) < cut for pk in example_ids], dtype=bool)
 
 
 def holdout_reason(labels: Sequence[Any], names: Sequence[str]) -> str | None:

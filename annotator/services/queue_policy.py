@@ -9,7 +9,9 @@ The rebuild (last stage of a train job) refills the pending queue from the new v
   confidence, or random), in diverse blocks (``diversity``) so that any lease from the front is both
   informative and spread over embedding space. Cold start (too few labels, or a model near chance):
   representative (k-means) sampling alone.
-- ``random``: a uniform sample, for an unbiased estimate of quality.
+- ``random``: a uniform sample, for an unbiased estimate of quality: drawn first from the examples kept for the
+  stable holdout (``services.holdout.reserved_for_holdout``), which no other reason offers, so each answer
+  grows the holdout with a uniform sample of the pool.
 - With overlap > 1, ``suspect`` and ``uncertain`` are ranked together by ActiveLab (another label for a
   labeled item against a first label for an unlabeled one, on one scale).
 
@@ -30,6 +32,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from annotator.models import ExampleScore, Job, ModelVersion, Project, QueueItem
+from annotator.services.holdout import holdout_cut, reserved_for_holdout
 from annotator.services.jobs import job_create, job_finish
 from annotator.services.queue import queue_add_many
 from annotator.services.stability import version_stability_update
@@ -203,6 +206,10 @@ def pick_items(project: Project, version: ModelVersion,
 
     unlabeled = list(scores.filter(example__label_source="").values_list(
         "example_id", "probs", "entropy", "example__source"))
+    # Examples kept for the stable holdout are offered only as random items (services.holdout).
+    reserved_mask = reserved_for_holdout([r[0] for r in unlabeled], holdout_cut(version.metrics))
+    reserved = [r[0] for r, keep in zip(unlabeled, reserved_mask, strict=True) if keep]
+    unlabeled = [r for r, keep in zip(unlabeled, reserved_mask, strict=True) if not keep]
     production = sorted((r for r in unlabeled if r[3] == "production"), key=lambda r: -r[2])
     picked["drift"] = [(eid, 1.0 - rank / max(len(production), 1),
                         f"production sample the model is unsure about (entropy {ent:.2f})")
@@ -235,12 +242,15 @@ def pick_items(project: Project, version: ModelVersion,
                                              cold=cold, multi=multi)
             taken.update(eid for eid, _, _ in picked["uncertain"])
 
-    rest = [r[0] for r in unlabeled if r[0] not in taken]
-    n_random = min(quota.get("random", 0), len(rest))
-    if n_random:
-        chosen = random_batch(len(rest), n_random, seed=version.number)
-        picked["random"] = [(int(rest[i]), 0.0, "a random example, for an unbiased estimate of quality")
-                            for i in chosen]
+    n_random = quota.get("random", 0)
+    for candidates, why in ((reserved, "a random example, held out to measure every version (none trains on it)"),
+                            ([r[0] for r in unlabeled if r[0] not in taken],
+                             "a random example, for an unbiased estimate of quality")):
+        n = min(n_random - len(picked["random"]), len(candidates))
+        if n > 0:
+            chosen = random_batch(len(candidates), n, seed=version.number)
+            picked["random"] += [(int(candidates[i]), 0.0, why) for i in chosen]
+    state["held_back_for_holdout"] = len(reserved)
     return picked, state
 
 

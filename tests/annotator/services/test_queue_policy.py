@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from annotator.models import Example, ExampleScore, ModelVersion, Project, QueueItem
+from annotator.services.holdout import HOLDOUT_RULE, HOLDOUT_SHARE, holdout_hash
 from annotator.services.pipeline import _save_embeddings
 from annotator.services.projects import project_update_settings
 from annotator.services.queue import interleave, queue_add_many, queue_lease, queue_submit
@@ -126,9 +127,13 @@ def test_the_noise_report_shows_the_detector_precision(project, admin, annotator
 
 
 # --- the rebuild's picks ------------------------------------------------------------------------------------
-def _version(project: Project, *, n_labeled: int, macro_f1: float = 0.8) -> ModelVersion:
+def _version(project: Project, *, n_labeled: int, macro_f1: float = 0.8, holdout_cut: float = 0.0) -> ModelVersion:
+    """A ready version; its holdout cut defaults to 0 (no example kept for the holdout), so the picks depend on
+    the scores alone, whatever ids the examples got."""
+    holdout = {"rule": dict(HOLDOUT_RULE), "cut": holdout_cut}
     return ModelVersion.objects.create(project=project, number=1, status=ModelVersion.Status.READY,
-                                       snapshot={"n_labeled": n_labeled}, metrics={"macro_f1": macro_f1})
+                                       snapshot={"n_labeled": n_labeled},
+                                       metrics={"macro_f1": macro_f1, "holdout": holdout})
 
 
 def _scores(version: ModelVersion, examples: list[Example], probs: np.ndarray, **extra) -> None:
@@ -163,6 +168,40 @@ def test_suspect_explanations_do_not_name_the_suggestion_when_suggestions_are_hi
             suggested_label="negative")
     picked, _ = pick_items(project, version, {"suspect": 10})
     assert picked["suspect"] and all("negative" not in text for _, _, text in picked["suspect"])
+
+
+def test_examples_kept_for_the_holdout_come_only_as_random_items(project, admin):
+    pool = _examples(project, admin, 60, prefix="u")
+    production = _examples(project, admin, 20, prefix="p")
+    Example.objects.filter(id__in=[e.id for e in production]).update(source="production")
+    version = _version(project, n_labeled=100, holdout_cut=HOLDOUT_SHARE)
+    everything = pool + production
+    _scores(version, everything, np.tile([0.34, 0.33, 0.33], (len(everything), 1)))  # all maximally uncertain
+    kept = {e.id for e in everything if holdout_hash(e.id) < HOLDOUT_SHARE}
+    assert 3 <= len(kept) <= 40  # 80 ids: about 16 hash below the share
+
+    picked, state = pick_items(project, version, {"uncertain": 80, "drift": 20, "random": 2})
+
+    offered = {eid for reason in ("uncertain", "drift") for eid, _, _ in picked[reason]}
+    assert offered and not offered & kept
+    assert len(offered) == len(everything) - len(kept)  # everything else was offered
+    random_ids = [eid for eid, _, _ in picked["random"]]
+    assert len(random_ids) == 2 and set(random_ids) <= kept
+    assert all("held out" in text for _, _, text in picked["random"])
+    assert state["held_back_for_holdout"] == len(kept)
+
+
+def test_random_items_fall_back_to_the_pool_once_the_kept_examples_run_out(project, admin):
+    pool = _examples(project, admin, 30, prefix="u")
+    version = _version(project, n_labeled=100, holdout_cut=HOLDOUT_SHARE)
+    _scores(version, pool, np.tile([0.5, 0.3, 0.2], (len(pool), 1)))
+    kept = {e.id for e in pool if holdout_hash(e.id) < HOLDOUT_SHARE}
+
+    picked, _ = pick_items(project, version, {"random": len(kept) + 3})
+
+    random_ids = [eid for eid, _, _ in picked["random"]]
+    assert len(random_ids) == len(set(random_ids)) == len(kept) + 3
+    assert kept <= set(random_ids)
 
 
 @pytest.mark.parametrize("strategy", ["entropy", "margin", "least_confidence"])
