@@ -13,7 +13,6 @@ from annotator.api.pagination import PAGE_PARAMETERS, Pagination
 from annotator.api.views import ERRORS, body_dict
 from annotator.models import Role
 from annotator.services import health as health_services
-from annotator.services import models as model_services
 
 
 def _names(**kwargs: object) -> serializers.ListField:
@@ -130,7 +129,6 @@ class NoiseConflictSettleApi(APIView):
         result = health_services.conflict_group_settle(project=project, user=request.user,
                                                        example_ids=data.get("example_ids"), label=data.get(field),
                                                        field=field)
-        model_services.maybe_retrain(project=project)
         return Response(result)
 
 

@@ -322,7 +322,6 @@ class NoiseDecisionsApi(APIView):
     def post(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
         result = noise_services.noise_decisions_apply(project=project, user=request.user, rows=request.data)
-        model_services.maybe_retrain(project=project)
         return Response(result)
 
 

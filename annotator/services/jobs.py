@@ -271,6 +271,18 @@ def job_finish(job_id: int, status: str, *, message: str = "", result: dict | No
     return job
 
 
+def job_finish_first(job_id: int, status: str, *, message: str = "", result: dict | None = None) -> Job | None:
+    """Finish a job that is not finished yet and return it; None when it already was. Under the job row's
+    lock only one of several concurrent callers gets the job back: the one whose call finished it, and so the
+    one that does what follows (a scoring job's promotion decision and queue rebuild)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status in Job.FINISHED:
+            return None
+        _finish(job, status, message=message, result=result)
+    return job
+
+
 def job_fail(job_id: int, exc: BaseException) -> Job:
     detail = "".join(traceback.format_exception(exc))
     log.error("job %s failed: %s", job_id, detail)

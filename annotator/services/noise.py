@@ -10,6 +10,7 @@ from django.db import transaction
 from annotator.errors import InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Project, QueueItem
 from annotator.services.annotations import label_map, refresh_current_labels, validate_labels
+from annotator.services.models import maybe_retrain
 from annotator.services.queue import queue_add
 
 ACTIONS = ("keep", "relabel", "send_to_queue")
@@ -86,5 +87,6 @@ def noise_decisions_apply(*, project: Project, user: AbstractBaseUser, rows: Any
         refresh_current_labels([a.example_id for a in annotations], project=project)
         queued = queue_add(project=project, examples=to_queue, reason=QueueItem.Reason.SUSPECT, priority=2.0,
                            explanation="a reviewer sent this suspected label error from the noise report")
+    maybe_retrain(project=project)  # review decisions are new labels too, from every interface that applies them
     return {"applied": len(decisions), "kept": counts["keep"], "relabeled": counts["relabel"],
             "sent_to_queue": counts["send_to_queue"], "queue_items_created": queued}

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Subquery
 from django.utils import timezone
 
 from annotator.models import (
@@ -45,7 +45,7 @@ from annotator.models import (
     Project,
 )
 from annotator.selectors import project_labels
-from annotator.services.jobs import JobReporter, job_create, job_finish, send_after_commit
+from annotator.services.jobs import JobReporter, job_create, job_finish, job_finish_first, send_after_commit
 from annotator.serving import artifact_root, predictor_for, version_dir
 
 log = logging.getLogger(__name__)
@@ -90,21 +90,31 @@ class Snapshot:
 
 
 def take_snapshot(project: Project) -> Snapshot:
+    """The current labels and the newest annotation id they reflect, read by one SQL statement.
+
+    One statement sees one snapshot of the database (PostgreSQL under READ COMMITTED, SQLite alike), so an
+    annotation committed while the snapshot is taken is either in both the labels and ``max_annotation_id``
+    or in neither: never counted as trained on when it was not (automatic retraining counts what came after
+    ``max_annotation_id``)."""
     names = project_labels(project)
+    newest = Annotation.objects.filter(example__project=project).order_by("-id").values("id")[:1]
     current: dict[int, list[str]] = {}
-    for example_id, name in (
+    texts_of: dict[int, tuple[str, str]] = {}
+    max_id = 0
+    for example_id, name, text, source, newest_id in (
         ExampleLabel.objects.filter(example__project=project).order_by("example_id", "label__position")
-        .values_list("example_id", "label__name")
+        .values_list("example_id", "label__name", "example__text", "example__source", Subquery(newest))
     ):
         current.setdefault(example_id, []).append(name)
-    rows = Example.objects.filter(id__in=list(current)).order_by("id").values_list("id", "text", "source")
+        texts_of[example_id] = (text, source)
+        max_id = newest_id or 0
     ids, texts, labels, sources = [], [], [], []
-    for example_id, text, source in rows:
+    for example_id, names_of_example in current.items():
+        text, source = texts_of[example_id]
         ids.append(example_id)
         texts.append(text)
-        labels.append(current[example_id] if project.is_multi_label else current[example_id][0])
+        labels.append(names_of_example if project.is_multi_label else names_of_example[0])
         sources.append(source)
-    max_id = Annotation.objects.filter(example__project=project).aggregate(m=Max("id"))["m"] or 0
     if not project.is_multi_label:
         counts = {name: labels.count(name) for name in names}
         present = [n for n, c in counts.items() if c >= MIN_PER_CLASS]
@@ -743,10 +753,17 @@ def load_pool_embeddings(version: ModelVersion) -> dict[int, np.ndarray]:
 
 def finish_scoring(score_job_id: int) -> None:
     """Every chunk is scored: decide promotion (only now, so a scoring failure never leaves the new version
-    serving), record it in the train job's result, then send the queue rebuild."""
+    serving), record it in the train job's result, then send the queue rebuild.
+
+    Called by whichever delivery saved the last chunk, and by the sweeper: two deliveries of the last chunk
+    at once both see every chunk done. Only the call that moves the scoring job to succeeded goes on, so the
+    promotion is decided and the rebuild sent once."""
     from annotator import tasks
 
-    job = job_finish(score_job_id, Job.Status.SUCCEEDED, message="scored")
+    job = job_finish_first(score_job_id, Job.Status.SUCCEEDED, message="scored")
+    if job is None:
+        log.info("scoring job %s was already finished; this call does nothing", score_job_id)
+        return
     version = ModelVersion.objects.select_related("project").get(pk=job.params["model_version_id"])
     # The drift reference of what production should look like: the pool this version just scored (saved
     # before promotion, so a promoted version always has it).

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from annotator.models import ExampleScore, Job, ModelVersion, Project, QueueItem
 from annotator.services.holdout import holdout_cut, reserved_for_holdout
-from annotator.services.jobs import job_create, job_finish
+from annotator.services.jobs import Heartbeat, job_create, job_fail, job_finish, stale_before
 from annotator.services.queue import queue_add_many
 from annotator.services.stability import version_stability_update
 
@@ -149,24 +149,81 @@ def is_cold_start(version: ModelVersion, n_classes: int) -> tuple[bool, str]:
 # --- the rebuild ----------------------------------------------------------------------------------------
 def rebuild_queue(train_job_id: int) -> None:
     """Refill the pending queue from the newest scores with the project's effective mix, then finish the
-    train job."""
-    train_job = Job.objects.select_related("project").get(pk=train_job_id)
-    if train_job.status in Job.FINISHED:
+    train job.
+
+    Safe to deliver twice (a redelivery, or the sweeper re-sending it): a queue_rebuild job row claims the
+    rebuild, and a delivery that finds a live claim (its heartbeat is fresh) or a finished train job does
+    nothing. The claim is taken and checked again before writing under the train job's row lock, so of two
+    rebuilds at once one writes and the other leaves the queue alone. The train job's heartbeat is kept fresh
+    while the rebuild works, so the sweeper does not take it for dead and send it again."""
+    rebuild_job = _rebuild_claim(train_job_id)
+    if rebuild_job is None:
         return
+    try:
+        with Heartbeat(train_job_id), Heartbeat(rebuild_job.pk):
+            _rebuild(train_job_id, rebuild_job)
+    except Exception as error:
+        job_fail(rebuild_job.pk, error)  # the task fails the train job
+        raise
+
+
+def _locked_train_job(train_job_id: int) -> Job:
+    """The train job's row, locked until the transaction ends (call inside one). The lock serialises the
+    rebuilds of one project: the train job is the narrowest row a rebuild owns, and a project has one running
+    train job at a time (the one_active_training_job constraint). ``of=("self",)`` leaves the project row
+    unlocked for everyone else."""
+    return Job.objects.select_for_update(of=("self",)).select_related("project").get(pk=train_job_id)
+
+
+def _rebuild_claim(train_job_id: int) -> Job | None:
+    """A running queue_rebuild job for this delivery to work under, or None when there is nothing to do: the
+    train job is finished (the queue was rebuilt), or another delivery is rebuilding it right now."""
+    with transaction.atomic():
+        train_job = _locked_train_job(train_job_id)
+        if train_job.status in Job.FINISHED:
+            log.info("train job %s is %s; this rebuild does nothing", train_job_id, train_job.status)
+            return None
+        claims = Job.objects.filter(parent=train_job, kind=Job.Kind.QUEUE_REBUILD, status=Job.Status.RUNNING)
+        if claims.filter(heartbeat_at__gte=stale_before()).exists():
+            log.info("the queue of train job %s is being rebuilt by another worker; this delivery does nothing",
+                     train_job_id)
+            return None
+        # A claim without a recent beat lost its worker: this delivery takes over (and the old one, should it
+        # still run, finds its claim gone before it writes).
+        claims.update(status=Job.Status.FAILED, finished_at=timezone.now(),
+                      message="the worker was lost; the rebuild was taken over")
+        rebuild_job = job_create(project=train_job.project, kind=Job.Kind.QUEUE_REBUILD, parent=train_job,
+                                 params={"model_version_id": train_job.result["model_version_id"]})
+        now = timezone.now()
+        Job.objects.filter(pk=rebuild_job.pk).update(status=Job.Status.RUNNING, started_at=now, heartbeat_at=now)
+    return rebuild_job
+
+
+def _rebuild(train_job_id: int, rebuild_job: Job) -> None:
+    train_job = Job.objects.select_related("project").get(pk=train_job_id)
     project = train_job.project
     version = ModelVersion.objects.get(pk=train_job.result["model_version_id"])
     detector = detector_precision(project)
     mix = effective_mix(project, detector)
     size = int(project.setting("queue_size"))
     quota = {reason: int(math.floor(size * share)) for reason, share in mix.items()}
-    rebuild_job = job_create(project=project, kind=Job.Kind.QUEUE_REBUILD, parent=train_job,
-                             params={"model_version_id": version.id, "quota": quota, "mix": mix})
-    Job.objects.filter(pk=rebuild_job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
+    Job.objects.filter(pk=rebuild_job.pk).update(
+        params={**rebuild_job.params, "quota": quota, "mix": mix})
     picked, state = pick_items(project, version, quota)
     state.update({"mix": mix, "configured_mix": project.setting("queue_mix"), "detector": detector,
                   "model_version": version.number, "rebuilt_at": timezone.now().isoformat()})
+    try:
+        version_stability_update(version=version)
+    except Exception:  # noqa: BLE001 - the stopping signal is advice; it must not fail a trained version
+        log.warning("stability of v%s not computed", version.number, exc_info=True)
 
     with transaction.atomic():
+        train_job = _locked_train_job(train_job_id)
+        claimed = Job.objects.filter(pk=rebuild_job.pk, status=Job.Status.RUNNING).exists()
+        if train_job.status in Job.FINISHED or not claimed:
+            log.info("the rebuild of train job %s was taken over or finished elsewhere; nothing written",
+                     train_job_id)
+            return
         # Pending items of older rebuilds give way; leased ones stay with their annotators, and items a
         # reviewer sent (no model version) or a drift alert routed stay too.
         QueueItem.objects.filter(project=project, status=QueueItem.Status.PENDING, model_version__isnull=False).exclude(
@@ -177,16 +234,14 @@ def rebuild_queue(train_job_id: int) -> None:
                                           slots=slots if reason == "suspect" else None)
                    for reason, items in picked.items()}
         Project.objects.filter(pk=project.pk).update(queue_state={**state, "created": created})
-    try:
-        version_stability_update(version=version)
-    except Exception:  # noqa: BLE001 - the stopping signal is advice; it must not fail a trained version
-        log.warning("stability of v%s not computed", version.number, exc_info=True)
-    job_finish(rebuild_job.pk, Job.Status.SUCCEEDED, message="queue rebuilt",
-               result={"created": created, "mix": mix, "strategy": state["strategy"]})
-    result = {**train_job.result, "queue": created}
-    job_finish(train_job.pk, Job.Status.SUCCEEDED, result=result,
-               message=f"v{version.number} trained{' and promoted' if result.get('promoted') else ''}; "
-                       f"queue: {sum(created.values())} items")
+        # Finished in the same transaction as the items, so a delivery after this commit finds the train
+        # job finished and writes nothing.
+        job_finish(rebuild_job.pk, Job.Status.SUCCEEDED, message="queue rebuilt",
+                   result={"created": created, "mix": mix, "strategy": state["strategy"]})
+        result = {**train_job.result, "queue": created}
+        job_finish(train_job.pk, Job.Status.SUCCEEDED, result=result,
+                   message=f"v{version.number} trained{' and promoted' if result.get('promoted') else ''}; "
+                           f"queue: {sum(created.values())} items")
 
 
 Item = tuple[int, float, str]  # example id, priority (orders items within a reason), explanation

@@ -175,4 +175,5 @@ def correct(request: HttpRequest, project_id: int, annotation_id: int) -> HttpRe
         example=example, user=request.user, labels=labels, kind=answer.kind,
         note=f"changed with undo; replaces annotation {answer.id}", queue_item_id=answer.queue_item_id,
     )
+    model_services.maybe_retrain(project=project)
     return _stage(request, project, notice=f"Changed your answer to {', '.join(labels)}.")

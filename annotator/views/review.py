@@ -18,7 +18,6 @@ from annotator import loop_selectors, page_selectors, selectors
 from annotator.errors import InvalidInput
 from annotator.models import Project, Role
 from annotator.services import health as health_services
-from annotator.services import models as model_services
 from annotator.services import noise as noise_services
 from annotator.views import charts
 from annotator.views.access import (
@@ -194,7 +193,6 @@ def conflicts_settle(request: HttpRequest, project_id: int) -> HttpResponse:
                                                        label=chosen)
         messages.success(request, f"Settled {result['settled']} examples to {', '.join(result['labels'])} "
                                   f"({result['changed']} changed).")
-        model_services.maybe_retrain(project=project)
     except InvalidInput as error:
         status = _nothing_saved(request, error)
     return _after_decision(request, project, "review-conflicts", "conflicts.html", "groups", _conflicts_context,
