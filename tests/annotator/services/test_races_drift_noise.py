@@ -1,4 +1,4 @@
-"""Races and small defects of drift checks and drift routing.
+"""Races and small defects of drift checks, drift routing, suspect explanations and the noise report.
 
 Drift checks predict outside any transaction and write each window in a short one (re-checking that no
 other check recorded it meanwhile); on PostgreSQL an advisory lock still runs one check per project at a
@@ -20,12 +20,26 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
-from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem
-from annotator.services import production
+from annotator.errors import InvalidInput
+from annotator.models import (
+    Annotation,
+    AnnotationKind,
+    DriftWindow,
+    Example,
+    ExampleScore,
+    ModelVersion,
+    Project,
+    QueueItem,
+)
+from annotator.services import noise, production
+from annotator.services.annotations import annotation_create
 from annotator.services.drift_reference import ChosenReference
+from annotator.services.noise import noise_decisions_apply
 from annotator.services.projects import project_update_settings
+from annotator.services.queue import queue_add, queue_add_many, queue_lease, queue_submit
+from annotator.services.queue_policy import pick_items
 from training.drift import build_drift_reference
 
 pytestmark = pytest.mark.django_db
@@ -182,3 +196,136 @@ def test_single_label_drift_still_routes_the_highest_entropy(project, admin, mak
     probs[2] = [0.34, 0.33, 0.33]
     production._route_drifted(project, version, [e.id for e in examples], probs, SimpleNamespace(reasons=["x"]))
     assert list(QueueItem.objects.filter(project=project).values_list("example_id", flat=True)) == [examples[2].id]
+
+
+# --- suspect explanations with suggestions hidden -----------------------------------------------------------------
+def _flagged(project: Project, examples: list[Any], *, suggested: str = "negative",
+             number: int = 1) -> ModelVersion:
+    version = ModelVersion.objects.create(project=project, number=number, status=ModelVersion.Status.READY,
+                                          metrics={"noise": {"estimated_noise_rate": 0.5}})
+    for example in examples:
+        ExampleScore.objects.create(example=example, model_version=version, probs=[0.2, 0.8, 0.0],
+                                    predicted=[suggested], confidence=0.8, entropy=0.5, margin=0.6,
+                                    label_quality=0.2, is_issue=True, suggested_label=suggested)
+    return version
+
+
+def test_a_suspect_queued_while_suggestions_showed_does_not_name_it_once_they_are_hidden(
+        project, admin, make_examples, as_annotator):
+    # Given a suspect item queued while the project showed suggestions ("the model suggests negative")
+    examples = make_examples(project, admin, [{"text": "dull film", "label": "positive"}])
+    version = _flagged(project, examples)
+    picked, _ = pick_items(project, version, {"suspect": 1})
+    queue_add_many(project=project, reason=QueueItem.Reason.SUSPECT, items=picked["suspect"],
+                   model_version_id=version.id)
+    assert "negative" in QueueItem.objects.get().explanation
+
+    # When a data lead hides suggestions and an annotator leases the item
+    project_update_settings(project=project, settings={"show_suggestions": False})
+    [item] = as_annotator.get(f"/api/v1/projects/{project.id}/queue/next/", {"n": 1}).json()
+
+    # Then neither the explanation nor the suggestion names the suggested label
+    assert item["reason"] == "suspect" and item["suggestion"] is None
+    assert "negative" not in item["explanation"]
+    assert item["explanation"] == "label quality 0.20; the detector doubts this label"
+
+
+# --- the noise report after a relabel to the suggestion --------------------------------------------------------
+def _report(client: Any, project: Project, **params: str) -> list[tuple[int, Any, str]]:
+    body = client.get(f"/api/v1/projects/{project.id}/noise-report/", params).json()
+    return [(row["example_id"], row["given_label"], row["suggested_label"]) for row in body["issues"]["results"]]
+
+
+def test_an_example_relabeled_to_the_suggestion_through_the_queue_leaves_the_noise_report(
+        project, admin, annotator, reviewer, make_examples, as_reviewer):
+    # Given three flagged labels the detector suggests "negative" for
+    fixed, kept, open_ = make_examples(project, admin, [{"text": f"film {i}", "label": "positive"} for i in range(3)])
+    _flagged(project, [fixed, kept, open_])
+    # When an annotator re-checks two through the queue, relabeling one to the suggestion and keeping one
+    queue_add(project=project, examples=[fixed, kept], reason=QueueItem.Reason.SUSPECT, priority=1.0)
+    for item in queue_lease(project=project, user=annotator, n=2):
+        queue_submit(user=annotator, item_id=item.id,
+                     data={"label": "negative" if item.example_id == fixed.id else "positive"})
+
+    # Then neither the open issues nor the settled flags list it as "given negative, suggested negative"
+    assert _report(as_reviewer, project) == [(open_.id, "positive", "negative")]
+    assert _report(as_reviewer, project, settled="true") == [(kept.id, "positive", "negative")]
+    body = as_reviewer.get(f"/api/v1/projects/{project.id}/noise-report/").json()
+    assert body["settled"] == 1 and body["expected_errors"]["open"] == 1
+
+
+def test_a_plain_relabel_to_the_suggestion_leaves_the_open_issues(project, admin, make_examples, as_reviewer):
+    fixed, open_ = make_examples(project, admin, [{"text": f"film {i}", "label": "positive"} for i in range(2)])
+    _flagged(project, [fixed, open_])
+    annotation_create(example=fixed, user=admin, labels=["negative"])  # not a re-check: not settled
+
+    assert _report(as_reviewer, project) == [(open_.id, "positive", "negative")]
+    assert _report(as_reviewer, project, settled="true") == []
+
+
+def test_a_multi_label_relabel_to_the_suggestion_leaves_the_noise_report(multi_project, admin, make_examples,
+                                                                        api_client, reviewer):
+    exact, partial, more = make_examples(multi_project, admin, [
+        {"text": "match report", "labels": ["food"]},
+        {"text": "gadget recipes", "labels": ["food"]},
+        {"text": "sports gadgets", "labels": ["food"]},
+    ])
+    version = ModelVersion.objects.create(project=multi_project, number=1, status=ModelVersion.Status.READY,
+                                          metrics={"noise": {"estimated_noise_rate": 0.5}})
+    for example in (exact, partial, more):
+        ExampleScore.objects.create(example=example, model_version=version, probs=[0.9, 0.1, 0.9],
+                                    predicted=["sports", "tech"], confidence=0.9, entropy=0.4, margin=0.0,
+                                    label_quality=0.1, is_issue=True, suggested_label="sports,tech")
+    annotation_create(example=exact, user=admin, labels=["sports", "tech"])
+    annotation_create(example=partial, user=admin, labels=["sports"])
+    annotation_create(example=more, user=admin, labels=["sports", "food", "tech"])
+
+    rows = _report(api_client(reviewer), multi_project)
+
+    assert sorted(example_id for example_id, _, _ in rows) == [partial.id, more.id]
+
+
+# --- noise decisions -------------------------------------------------------------------------------------------------
+def test_an_unknown_example_is_reported_at_its_own_row(project, admin, reviewer, make_examples):
+    [example] = make_examples(project, admin, [{"text": "fine", "label": "positive"}])
+    rows = [{"example_id": "seven", "action": "keep"},
+            {"example_id": example.id, "action": "keep"},
+            {"example_id": 987654321, "action": "keep"}]
+
+    with pytest.raises(InvalidInput) as raised:
+        noise_decisions_apply(project=project, user=reviewer, rows=rows)
+
+    assert [(e["index"], e["field"]) for e in raised.value.errors] == [(0, "example_id"), (2, "example_id")]
+    assert "987654321" in raised.value.errors[1]["message"]
+    assert not Annotation.objects.filter(kind=AnnotationKind.REVIEW).exists()
+
+
+def test_the_api_names_the_row_of_an_unknown_example(project, admin, make_examples, as_reviewer):
+    [example] = make_examples(project, admin, [{"text": "fine", "label": "positive"}])
+    response = as_reviewer.post(f"/api/v1/projects/{project.id}/noise-report/decisions/", [
+        {"example_id": example.id, "action": "dance"},
+        {"example_id": 987654321, "action": "keep"}], format="json")
+    assert response.status_code == 400
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [(0, "action"), (1, "example_id")]
+
+
+def test_keep_records_the_label_current_when_the_decision_is_applied(project, admin, annotator, reviewer,
+                                                                    make_examples, monkeypatch):
+    # Given a label a reviewer decides to keep, while an annotator's answer changes it just before the
+    # decision's transaction begins
+    [example] = make_examples(project, admin, [{"text": "so-so film", "label": "positive"}])
+    real_atomic = transaction.atomic
+
+    def answer_then_atomic(*args: Any, **kwargs: Any) -> Any:
+        annotation_create(example=example, user=annotator, labels=["negative"])
+        return real_atomic(*args, **kwargs)
+
+    monkeypatch.setattr(noise, "transaction", SimpleNamespace(atomic=answer_then_atomic))
+
+    # When the decision is applied
+    noise_decisions_apply(project=project, user=reviewer, rows=[{"example_id": example.id, "action": "keep"}])
+
+    # Then the review keeps the label that was current when it was recorded, not the one read before
+    review = Annotation.objects.get(example=example, kind=AnnotationKind.REVIEW)
+    assert review.labels == ["negative"]
+    assert example.labels.get().name == "negative"
