@@ -3,7 +3,7 @@
 pytest runs the suite on PostgreSQL, and a settings change cannot move a running Django process to another
 database, so ``test_races_drift_noise`` runs this module as a subprocess with ``DATABASE_URL`` unset and
 ``DATA_DIR`` in a temporary folder: the settings of ``make demo`` (SQLite in WAL mode, IMMEDIATE
-transactions). The one change is ``busy_timeout``, cut from 10 s to 1 s so the race takes seconds: a writer
+transactions). The one change is ``busy_timeout``, cut from 10 s to 2 s so the race takes seconds: a writer
 still waits for the lock, just not as long. The serving model is a stand-in whose drift-check predictions
 take ``PREDICT_SECONDS`` a window (pushes predict at once), so the check spends seconds in inference while
 pushes arrive.
@@ -26,8 +26,8 @@ import numpy as np
 
 NAMES = ["positive", "negative", "neutral"]
 WINDOW = 10
-PREDICT_SECONDS = 0.5
-BUSY_TIMEOUT_MS = 1000
+PREDICT_SECONDS = 0.8
+BUSY_TIMEOUT_MS = 2000
 PUSHERS = 3
 PUSHES_EACH = 4
 
@@ -64,6 +64,7 @@ def main(scenario: str) -> dict[str, Any]:
 
     options = settings.DATABASES["default"]["OPTIONS"]
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3", "run with DATABASE_URL unset"
+    assert "busy_timeout=10000" in options["init_command"], "the settings' busy_timeout changed: update this test"
     options["init_command"] = options["init_command"].replace("busy_timeout=10000", f"busy_timeout={BUSY_TIMEOUT_MS}")
 
     import django

@@ -59,7 +59,7 @@ def _race_on_sqlite(tmp_path: Path, scenario: str) -> dict[str, Any]:
 
 
 def test_pushes_succeed_while_a_drift_check_runs_on_sqlite(tmp_path):
-    # Given five full windows waiting, and a check that spends half a second predicting each one
+    # Given five full windows waiting, and a check that spends 0.8 s predicting each one
     # When three clients push samples while it predicts
     outcome = _race_on_sqlite(tmp_path, "pushes")
 
