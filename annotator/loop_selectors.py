@@ -5,7 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Concat, Length, Replace, StrIndex
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from annotator.errors import NotFound
@@ -61,6 +76,8 @@ def queue_stats(project: Project) -> dict[str, Any]:
 
 def queue_items_out(project: Project, items: list[QueueItem]) -> list[dict[str, Any]]:
     """The leased items as the API and the annotate page show them."""
+    from annotator.services.queue_policy import explanation_shown
+
     if not items:
         return []
     show = bool(project.setting("show_suggestions"))
@@ -80,7 +97,7 @@ def queue_items_out(project: Project, items: list[QueueItem]) -> list[dict[str, 
             "example": {"id": example.id, "external_id": example.external_id, "text": example.text,
                         "source": example.source, "metadata": example.metadata},
             "reason": item.reason,
-            "explanation": item.explanation,
+            "explanation": explanation_shown(item.explanation, show_suggestions=show),
             "priority": round(item.priority, 6),
             "suggestion": suggestion,
             "lease_expires_at": _time(item.lease_expires_at),
@@ -214,10 +231,7 @@ def noise_report(project: Project, *, label: str | None = None,
         return ({"model_version": None, "estimated_noise_rate": None, "per_class": [], "settled": 0,
                  "detector": detector}, ExampleScore.objects.none())
     noise = version.metrics.get("noise", {})
-    flagged = (
-        ExampleScore.objects.filter(model_version=version, is_issue=True)
-        .exclude(example__label_source="")
-    )
+    flagged = flagged_now(ExampleScore.objects.filter(model_version=version, is_issue=True))
     issues = flagged.filter(example__settled=settled).select_related("example").order_by("label_quality", "id")
     if label:
         issues = issues.filter(example__current_labels__label__name=label)
@@ -233,6 +247,25 @@ def noise_report(project: Project, *, label: str | None = None,
     if not settled:
         header["expected_errors"] = expected_errors(issues, recent)
     return header, issues
+
+
+def flagged_now(scores: QuerySet[ExampleScore]) -> QuerySet[ExampleScore]:
+    """The flags that still stand: the example is labeled, and its current labels are not (or no longer) the
+    suggestion. Someone relabeled an example to what the detector suggested, through the queue or otherwise:
+    the flag is answered, not an issue "given X, suggested X"."""
+    current = ExampleLabel.objects.filter(example_id=OuterRef("example_id"))
+    # The suggestion is one name, or (multi-label) the suggested names joined by commas in label order: the
+    # current labels are the suggestion when none of them is missing from it and there are as many of them.
+    within = StrIndex(Concat(Value(","), OuterRef("suggested_label"), Value(","), output_field=CharField()),
+                      Concat(Value(","), F("label__name"), Value(","), output_field=CharField()))
+    n_current = Coalesce(Subquery(current.order_by().values("example_id").annotate(n=Count("id")).values("n")),
+                         0)
+    n_suggested = Case(
+        When(suggested_label="", then=Value(0)),
+        default=Length("suggested_label") - Length(Replace("suggested_label", Value(","), Value(""))) + 1,
+    )
+    as_suggested = Q(~Exists(current.annotate(within=within).filter(within=0))) & Q(Exact(n_current, n_suggested))
+    return scores.exclude(example__label_source="").exclude(as_suggested)
 
 
 def expected_errors(issues: QuerySet[ExampleScore], recent: dict[str, Any]) -> dict[str, Any]:
@@ -262,7 +295,7 @@ def settled_flags(project: Project, *, limit: int = 50) -> list[dict[str, Any]]:
     if version is None:
         return []
     rows = (
-        ExampleScore.objects.filter(model_version=version, is_issue=True, example__settled=True)
+        flagged_now(ExampleScore.objects.filter(model_version=version, is_issue=True, example__settled=True))
         .select_related("example").order_by("-example__confirmations", "label_quality", "id")[:limit]
     )
     scores = list(rows)

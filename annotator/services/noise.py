@@ -27,6 +27,7 @@ def noise_decisions_apply(*, project: Project, user: AbstractBaseUser, rows: Any
     known = label_map(project)
     errors: list[dict[str, Any]] = []
     decisions: list[tuple[int, str, list[str] | None, str]] = []
+    rows_of: dict[int, int] = {}  # example id -> the index of the row deciding on it
     seen: set[int] = set()
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
@@ -56,20 +57,26 @@ def noise_decisions_apply(*, project: Project, user: AbstractBaseUser, rows: Any
             errors.append({"index": i, "field": "note", "message": "note must be a string"})
             continue
         decisions.append((example_id, action, labels, note))
-    found = set(Example.objects.filter(project=project, id__in=[d[0] for d in decisions]).values_list("id", flat=True))
-    for i, (example_id, *_rest) in enumerate(decisions):
-        if example_id not in found:
-            errors.append({"index": i, "field": "example_id", "message": f"no example {example_id} in this project"})
-    if errors:
+        rows_of[example_id] = i
+    if not decisions:
         raise InvalidInput(errors)
-
-    current: dict[int, list[str]] = {}
-    for example_id, name in ExampleLabel.objects.filter(example_id__in=found).order_by("label__position").values_list(
-        "example_id", "label__name"
-    ):
-        current.setdefault(example_id, []).append(name)
     counts = dict.fromkeys(ACTIONS, 0)
     with transaction.atomic():
+        # Lock the examples decided on (their rows, in id order so overlapping decisions cannot deadlock)
+        # and read their current labels under the lock: a "keep" records the label current when it is
+        # applied, not one that an answer committed in between has replaced.
+        found = set(Example.objects.select_for_update().filter(project=project, id__in=list(rows_of))
+                    .order_by("id").values_list("id", flat=True))
+        errors.extend({"index": rows_of[example_id], "field": "example_id",
+                       "message": f"no example {example_id} in this project"}
+                      for example_id in rows_of if example_id not in found)
+        if errors:
+            raise InvalidInput(sorted(errors, key=lambda error: error["index"]))
+        current: dict[int, list[str]] = {}
+        for example_id, name in ExampleLabel.objects.filter(example_id__in=list(found)).order_by(
+            "label__position"
+        ).values_list("example_id", "label__name"):
+            current.setdefault(example_id, []).append(name)
         annotations = []
         to_queue = []
         for example_id, action, labels, note in decisions:
@@ -80,7 +87,8 @@ def noise_decisions_apply(*, project: Project, user: AbstractBaseUser, rows: Any
             if action == "keep":
                 labels = current.get(example_id)
                 if not labels:
-                    raise InvalidInput([{"field": "action", "message": f"example {example_id} has no label to keep"}])
+                    raise InvalidInput([{"index": rows_of[example_id], "field": "action",
+                                         "message": f"example {example_id} has no label to keep"}])
             annotations.append(Annotation(example_id=example_id, user=user, kind=AnnotationKind.REVIEW,
                                           labels=labels, note=note or f"noise report: {action}"))
         Annotation.objects.bulk_create(annotations)

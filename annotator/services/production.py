@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
 from annotator.selectors import project_labels
-from annotator.services.drift_reference import drift_baseline_save, drift_reference_for
+from annotator.services.drift_reference import ChosenReference, drift_baseline_save, drift_reference_for
 from annotator.services.examples import examples_import, unicode_problem
 from annotator.services.jobs import send_after_commit
 from annotator.services.pipeline import jsonable, save_scores, score_rows
-from annotator.services.queue import queue_add
+from annotator.services.queue import queue_add_many
 from annotator.serving import predictor_for
 
 log = logging.getLogger(__name__)
@@ -119,88 +121,129 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
 _DRIFT_LOCK_SPACE = 0x64726966  # "drif": the advisory-lock namespace of drift checks
 
 
-def _lock_drift_checks(project_id: int) -> None:
-    """Hold the project's drift-check lock until the transaction ends (a PostgreSQL advisory lock; SQLite
-    serialises writers by itself)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # The two-key form takes 32-bit keys; ids past that share a lock, which only serialises more.
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_DRIFT_LOCK_SPACE, project_id % 2**31])
+@contextmanager
+def _one_drift_check_at_a_time(project_id: int) -> Iterator[None]:
+    """Serialise the project's drift checks across workers: on PostgreSQL a session-level advisory lock,
+    held while no transaction is open (the check predicts whole windows between its short writes) and
+    released when the check ends, or with the connection if the worker dies. SQLite has no such lock; there
+    each window's write transaction re-checks what is already measured (:func:`_window_save`), so two checks
+    at once may measure a window twice but record it once."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    # The two-key form takes 32-bit keys; ids past that share a lock, which only serialises more.
+    keys = [_DRIFT_LOCK_SPACE, project_id % 2**31]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", keys)
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", keys)
+        except DatabaseError:
+            log.warning("drift lock of project %s not released; closing the connection releases it", project_id,
+                        exc_info=True)
+            if not connection.in_atomic_block:
+                connection.close()
 
 
 def drift_check(project_id: int) -> list[DriftWindow]:
     """Cut every full window of production samples not yet windowed and measure its drift against the
     serving version's reference (``services.drift_reference``: the scored pool by default, or a production
-    baseline), recording in each window which reference that was."""
+    baseline), recording in each window which reference that was.
+
+    Inference runs outside any transaction and each window is written in a short one of its own: on the
+    embedded SQLite default a transaction holds the database's only write lock, and holding it through up to
+    20 windows of inference made concurrent pushes and annotations fail with "database is locked"."""
+    with _one_drift_check_at_a_time(project_id):
+        return _drift_check(project_id)
+
+
+def _drift_check(project_id: int) -> list[DriftWindow]:
     from training.drift import drift_window
 
     created: list[DriftWindow] = []
-    with transaction.atomic():
-        # One drift check per project at a time, but not by locking the project row: the check predicts
-        # whole windows, and pushes update that row (the example counter), so they would wait for it.
-        _lock_drift_checks(project_id)
-        project = Project.objects.get(pk=project_id)
-        version = serving_version(project)
-        if version is None:
-            return created
-        size = int(project.setting("drift_window_size"))
-        last = project.drift_windows.order_by("-sequence").first()
-        after = last.last_example_id if last else 0
-        sequence = last.sequence + 1 if last else 0
-        pending = list(
-            Example.objects.filter(project=project, source=Source.PRODUCTION, id__gt=after)
-            .order_by("id").values_list("id", "text", "observed_at")[: size * 20]
-        )
-        if len(pending) < size:
-            return created
-        chosen = drift_reference_for(version=version)
-        predictor = predictor_for(version)
-        for start in range(0, len(pending) - size + 1, size):
-            window = pending[start:start + size]
-            texts = [text for _, text, _ in window]
-            prediction = predictor.predict(texts)
-            result = drift_window(chosen.reference, probs=prediction.probs, embeddings=prediction.embeddings,
-                                  token_stats=prediction.token_stats, texts=texts)
-            compared_with = chosen.record
-            if chosen.becomes_baseline:
-                chosen = drift_baseline_save(
-                    version=version, sequence=sequence, label_names=list(predictor.label_names),
-                    probs=prediction.probs, embeddings=prediction.embeddings,
-                    token_stats=prediction.token_stats, texts=texts)
-            times = [t for _, _, t in window if t is not None]
-            actions = []
-            if result.alert:
-                actions = _route_drifted(project, version, [pk for pk, _, _ in window], prediction.probs, result)
-            summary = result.to_dict()
-            created.append(DriftWindow.objects.create(
-                project=project, model_version=version, sequence=sequence,
-                first_example_id=window[0][0], last_example_id=window[-1][0],
-                start=min(times) if times else None, end=max(times) if times else None, n=len(window),
-                class_distribution=summary["class_distribution"],
-                class_shift=(summary["class_shift"] or {}).get("js_distance"),
-                mean_confidence=summary["mean_confidence"],
-                confidence_shift=(summary["confidence_shift"] or {}).get("ks_statistic"),
-                embedding_drift=(summary["embedding_drift"] or {}).get("mmd2"),
-                anomalies=summary["anomalies"], details=jsonable({**summary, "reference": compared_with}),
-                alert=result.alert,
-                reasons=result.reasons, actions=actions,
-            ))
-            sequence += 1
+    project = Project.objects.get(pk=project_id)
+    version = serving_version(project)
+    if version is None:
+        return created
+    size = int(project.setting("drift_window_size"))
+    last = project.drift_windows.order_by("-sequence").first()
+    after = last.last_example_id if last else 0
+    sequence = last.sequence + 1 if last else 0
+    pending = list(
+        Example.objects.filter(project=project, source=Source.PRODUCTION, id__gt=after)
+        .order_by("id").values_list("id", "text", "observed_at")[: size * 20]
+    )
+    if len(pending) < size:
+        return created
+    chosen = drift_reference_for(version=version)
+    predictor = predictor_for(version)
+    for start in range(0, len(pending) - size + 1, size):
+        window = pending[start:start + size]
+        texts = [text for _, text, _ in window]
+        prediction = predictor.predict(texts)
+        result = drift_window(chosen.reference, probs=prediction.probs, embeddings=prediction.embeddings,
+                              token_stats=prediction.token_stats, texts=texts)
+        saved = _window_save(project, version, sequence, window, prediction, result, chosen,
+                             label_names=list(predictor.label_names))
+        if saved is None:
+            break  # another check measured this window first; it measures the rest too
+        row, chosen = saved
+        created.append(row)
+        sequence += 1
     return created
+
+
+def _window_save(project: Project, version: ModelVersion, sequence: int, window: list[tuple[Any, ...]],
+                 prediction: Any, result: Any, chosen: ChosenReference,
+                 *, label_names: list[str]) -> tuple[DriftWindow, ChosenReference] | None:
+    """Record one measured window as number ``sequence`` (with its baseline and routed samples) in one short
+    transaction; None, writing nothing, when the newest window is no longer number ``sequence - 1``: a
+    concurrent or repeated check measured it already."""
+    with transaction.atomic():
+        newest = project.drift_windows.order_by("-sequence").values_list("sequence", flat=True).first()
+        if (newest if newest is not None else -1) != sequence - 1:
+            return None
+        compared_with = chosen.record
+        if chosen.becomes_baseline:
+            chosen = drift_baseline_save(
+                version=version, sequence=sequence, label_names=label_names, probs=prediction.probs,
+                embeddings=prediction.embeddings, token_stats=prediction.token_stats,
+                texts=[text for _, text, _ in window])
+        times = [t for _, _, t in window if t is not None]
+        actions = []
+        if result.alert:
+            actions = _route_drifted(project, version, [pk for pk, _, _ in window], prediction.probs, result)
+        summary = result.to_dict()
+        row = DriftWindow.objects.create(
+            project=project, model_version=version, sequence=sequence,
+            first_example_id=window[0][0], last_example_id=window[-1][0],
+            start=min(times) if times else None, end=max(times) if times else None, n=len(window),
+            class_distribution=summary["class_distribution"],
+            class_shift=(summary["class_shift"] or {}).get("js_distance"),
+            mean_confidence=summary["mean_confidence"],
+            confidence_shift=(summary["confidence_shift"] or {}).get("ks_statistic"),
+            embedding_drift=(summary["embedding_drift"] or {}).get("mmd2"),
+            anomalies=summary["anomalies"], details=jsonable({**summary, "reference": compared_with}),
+            alert=result.alert,
+            reasons=result.reasons, actions=actions,
+        )
+    return row, chosen
 
 
 def _route_drifted(project: Project, version: ModelVersion, ids: list[int], probs: np.ndarray,
                    result: Any) -> list[str]:
     """Send the window's most uncertain samples to the queue with reason ``drift``."""
-    from training.query import entropy_scores
+    from training.query import entropy_scores, multilabel_uncertainty_scores
 
-    entropy = entropy_scores(probs) if not project.is_multi_label else np.abs(probs - 0.5).mean(axis=1)
+    # Higher is less sure, for both tasks: normalised entropy, or the mean binary entropy of the sigmoids.
+    uncertainty = multilabel_uncertainty_scores(probs) if project.is_multi_label else entropy_scores(probs)
     n = max(1, int(round(len(ids) * DRIFT_ROUTE_SHARE)))
-    order = np.argsort(-entropy)[:n]
+    order = np.argsort(-uncertainty, kind="stable")[:n]
     reason = "; ".join(result.reasons)[:200]
-    created = 0
-    for i in order:
-        created += queue_add(project=project, examples=[ids[int(i)]], reason=QueueItem.Reason.DRIFT,
-                             priority=1.5 + float(entropy[i]), explanation=f"drift alert: {reason}",
-                             model_version_id=version.id)
+    created = queue_add_many(
+        project=project, reason=QueueItem.Reason.DRIFT, model_version_id=version.id,
+        items=[(ids[int(i)], 1.5 + float(uncertainty[i]), f"drift alert: {reason}") for i in order])
     return [f"routed {created} of the window's {len(ids)} samples to the queue (reason drift)"]

@@ -40,6 +40,9 @@ from annotator.services.stability import version_stability_update
 log = logging.getLogger(__name__)
 
 REASONS = ("uncertain", "suspect", "drift", "random")
+# How a suspect item's explanation ends: naming the suggested label, or not while suggestions are hidden.
+SUGGESTS = "; the model suggests "
+DOUBTS = "; the detector doubts this label"
 # The detector's precision is measured over this many of the latest answered suspects ...
 DETECTOR_WINDOW = 100
 # ... and steers the suspect share once at least this many were answered.
@@ -320,9 +323,18 @@ def _suspects(scores: Any, n: int, *, show: bool) -> list[Item]:
     for example_id, quality, suggested in rows:
         quality = quality or 0.0
         explanation = f"label quality {quality:.2f}"
-        explanation += f"; the model suggests {suggested or '?'}" if show else "; the detector doubts this label"
+        explanation += f"{SUGGESTS}{suggested or '?'}" if show else DOUBTS
         out.append((example_id, 1.0 - quality, explanation))
     return out
+
+
+def explanation_shown(explanation: str, *, show_suggestions: bool) -> str:
+    """A queue item's explanation as an annotator may read it now: a suspect item's names the suggested label
+    only while the project shows suggestions (the explanation was written when the queue was built, and the
+    setting may have been turned off since)."""
+    if show_suggestions or SUGGESTS not in explanation:
+        return explanation
+    return explanation[: explanation.index(SUGGESTS)] + DOUBTS
 
 
 def _uncertain(version: ModelVersion, pool: list[tuple], n: int, *, strategy: str, diverse: bool, cold: bool,
