@@ -545,6 +545,48 @@ def summarize(curves: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, A
     return out
 
 
+def holdout_coverage(runs: dict[str, dict[str, list[list[dict]]]]) -> dict[str, dict[str, Any]]:
+    """Issue 12's target, per corpus and arm over every repetition: in how many rounds the served version's
+    holdout macro-F1 interval (bootstrap 95%) holds the macro-F1 measured on the large outside test set, among
+    the rounds whose holdout could be measured."""
+    out: dict[str, dict[str, Any]] = {}
+    for corpus, arms in runs.items():
+        for arm, repeats in arms.items():
+            rows = [row for rounds in repeats for row in rounds]
+            measured = []
+            for row in rows:
+                holdout = row.get("holdout") or {}
+                interval = holdout.get("macro_f1_ci")
+                if holdout.get("reason") or not interval or holdout.get("macro_f1") is None:
+                    continue
+                low, high = interval
+                measured.append({"round": row["round"], "n": holdout.get("n"), "holdout": holdout["macro_f1"],
+                                 "low": low, "high": high, "test": row["macro_f1"],
+                                 "covered": low <= row["macro_f1"] <= high})
+            out.setdefault(corpus, {})[arm] = {
+                "rounds": len(rows), "measured": len(measured), "covered": sum(m["covered"] for m in measured),
+                "share": (sum(m["covered"] for m in measured) / len(measured)) if measured else None,
+                "mean_abs_error": mean([abs(m["holdout"] - m["test"]) for m in measured]),
+                "mean_width": mean([m["high"] - m["low"] for m in measured]),
+                "holdout_n": [row.get("holdout", {}).get("n") for row in rows],
+                "rows": measured,
+            }
+    return out
+
+
+def coverage_table(coverage: dict[str, dict[str, Any]]) -> str:
+    headers = ["corpus", "arm", "rounds", "holdout measured", "test F1 inside the interval", "mean |holdout - test|",
+               "mean interval width", "holdout size (first / last round)"]
+    rows = []
+    for corpus, arms in coverage.items():
+        for arm, c in arms.items():
+            sizes = [n for n in c["holdout_n"] if n is not None]
+            rows.append([corpus, arm, c["rounds"], c["measured"],
+                         f"{c['covered']} ({fmt(c['share'], '.0%')})", fmt(c["mean_abs_error"], ".3f"),
+                         fmt(c["mean_width"], ".3f"), f"{sizes[0]} / {sizes[-1]}" if sizes else "-"])
+    return markdown_table(headers, rows)
+
+
 def summary_table(summary: dict[str, dict[str, Any]]) -> str:
     headers = ["corpus", "queue mean F1 (rounds 1+)", "random mean F1", "worst queue - random (round 2+)",
                "first labels (queue)", "relabels / changed (queue)", "settled re-leased as suspect (all repeats)",
@@ -737,6 +779,7 @@ def main() -> None:
     summary = summarize(curves)
     rounds_md = round_table(curves)
     summary_md = summary_table(summary) if summary else ""
+    coverage = holdout_coverage(runs)
     plot = Path(args.plot)
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot.write_text(svg_curves(curves, "Active learning through the API: macro-F1 against labels answered"))
@@ -745,7 +788,7 @@ def main() -> None:
         "code": code, "total_s": total_s,
         "corpora": {name: {"articles": d["n_articles"], "unique": d["n_unique"], "pool": len(d["pool"]),
                            "test": len(d["test"])} for name, d in data.items()},
-        "summary": summary, "curves": curves, "runs": runs,
+        "summary": summary, "holdout_coverage": coverage, "curves": curves, "runs": runs,
     }
     if args.baseline:
         payload["baseline"] = baseline_comparison(Path(args.baseline), curves)
@@ -754,7 +797,9 @@ def main() -> None:
         plot_link = f"![learning curves]({plot.resolve().relative_to((ROOT / 'docs').resolve()).as_posix()})"
     except ValueError:
         plot_link = f"Learning curves: `{plot}`."
-    table = (summary_md + "\n\n" if summary_md else "") + rounds_md + "\n\n" + plot_link
+    table = ((summary_md + "\n\n" if summary_md else "") + rounds_md + "\n\n" + plot_link + "\n\n"
+             + "Holdout against the outside test set (issue 12: the test figure inside the version's holdout "
+             "interval in at least 90% of the rounds where the holdout is measured):\n\n" + coverage_table(coverage))
     notes = (
         f"Simulated annotators through the REST API (PostgreSQL, Redis, gunicorn, one Celery worker). {sizes}; "
         f"{args.seeds} seed labels ({args.flip:.0%} flipped), annotator accuracy {args.annotator_accuracy:.0%}, "
