@@ -71,7 +71,8 @@ def queue_stats(project: Project) -> dict[str, Any]:
     return {**by_status, "by_reason": by_reason, "model_version": serving.number if serving else None,
             "rebuilt_at": _time(rebuilt), "mix": state.get("mix") or project.setting("queue_mix"),
             "strategy": state.get("strategy", project.setting("query_strategy")),
-            "cold_start": state.get("cold_start", False)}
+            "cold_start": state.get("cold_start", False),
+            "held_back_for_holdout": state.get("held_back_for_holdout", 0)}
 
 
 def queue_items_out(project: Project, items: list[QueueItem]) -> list[dict[str, Any]]:
