@@ -91,14 +91,18 @@ def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> lis
             pending = available.filter(status=QueueItem.Status.PENDING)
             # An expired lease is up for grabs like a pending item, and only the ones this lease takes change
             # hands: releasing all of them first would wait on every row another lease or a submit holds.
-            expired = available.filter(status=QueueItem.Status.LEASED, lease_expires_at__lt=now)
+            # They are far fewer than pending items, so one query serves every reason.
+            expired = list(
+                available.filter(status=QueueItem.Status.LEASED, lease_expires_at__lt=now)
+                .order_by("-priority", "id")[: want * 2]
+            )
             # Each reason's best items straight from the (project, status, reason, -priority, id) index.
             seen_examples = {item.example_id for item in held}
             by_reason: dict[str, list[QueueItem]] = {}
             for reason in REASONS:
                 candidates = [
                     *pending.filter(reason=reason).order_by("-priority", "id")[: want * 2],
-                    *expired.filter(reason=reason).order_by("-priority", "id")[: want * 2],
+                    *(item for item in expired if item.reason == reason),
                 ]
                 candidates.sort(key=lambda item: (-item.priority, item.id))
                 by_reason[reason] = [item for item in candidates[: want * 2] if item.example_id not in seen_examples]
