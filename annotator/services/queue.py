@@ -2,10 +2,11 @@
 
 Leasing takes pending items with ``SELECT ... FOR UPDATE SKIP LOCKED`` (as Label Studio's next_task does),
 so concurrent annotators never receive the same item; an item whose lease expired is taken like a pending
-one (row by row, SKIP LOCKED), so no lease waits on another to release expired leases. A lease of n items draws reasons in proportion to the project's effective queue mix
-(smooth weighted round robin, :func:`interleave`); priority orders items only within a reason, and when a
-reason runs out the others fill in. Overlap: an example may have several queue items (slots), and one
-annotator never gets two slots of one example.
+one (row by row, SKIP LOCKED), so no lease waits on another to release expired leases. A lease of n items
+draws reasons in proportion to the project's effective queue mix (smooth weighted round robin,
+:func:`interleave`); priority orders items only within a reason, and when a reason runs out the others fill
+in. Overlap: an example may have several queue items (slots), and one annotator never gets two slots of one
+example (one user's leases in a project take turns, on their membership row).
 """
 
 from __future__ import annotations
