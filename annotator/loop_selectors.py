@@ -36,6 +36,7 @@ from annotator.models import (
     Role,
 )
 from annotator.selectors import project_labels, require_role, role_of
+from annotator.services.bulk import in_chunks
 
 
 def _time(value: Any) -> str | None:
@@ -379,8 +380,7 @@ def _current_state(example_ids: list[int]) -> tuple[dict[int, list[str]], dict[i
     of query parameters."""
     labels: dict[int, list[str]] = {}
     state: dict[int, tuple[bool, int]] = {}
-    for start in range(0, len(example_ids), 5000):
-        chunk = example_ids[start:start + 5000]
+    for chunk in in_chunks(example_ids):
         for example_id, name in ExampleLabel.objects.filter(example_id__in=chunk).order_by(
             "example_id", "label__position"
         ).values_list("example_id", "label__name"):

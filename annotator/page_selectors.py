@@ -29,6 +29,7 @@ from annotator.models import (
     Project,
 )
 from annotator.selectors import project_labels
+from annotator.services.bulk import in_chunks
 from annotator.services.files import decode, jsonl_lines, load_json
 
 PREVIEW_ROWS = 8
@@ -195,18 +196,19 @@ def agreement_report(project: Project, example_ids: list[int], *, sample_ids: li
     wanted = set(example_ids) | set(sample_ids)
     latest: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)
     newest_answer: dict[int, int] = {}
-    for annotation_id, example_id, username, labels in (
-        Annotation.objects.filter(example_id__in=wanted).exclude(kind=AnnotationKind.REVIEW)
-        .order_by("id").values_list("id", "example_id", "user__username", "labels")
-    ):
-        latest[example_id][username] = tuple(labels)
-        newest_answer[example_id] = annotation_id
     current: dict[int, tuple[str, ...]] = defaultdict(tuple)
-    for example_id, name in (
-        ExampleLabel.objects.filter(example_id__in=wanted).order_by("label__position")
-        .values_list("example_id", "label__name")
-    ):
-        current[example_id] += (name,)
+    for part in in_chunks(wanted):
+        for annotation_id, example_id, username, labels in (
+            Annotation.objects.filter(example_id__in=part).exclude(kind=AnnotationKind.REVIEW)
+            .order_by("id").values_list("id", "example_id", "user__username", "labels")
+        ):
+            latest[example_id][username] = tuple(labels)
+            newest_answer[example_id] = annotation_id
+        for example_id, name in (
+            ExampleLabel.objects.filter(example_id__in=part).order_by("label__position")
+            .values_list("example_id", "label__name")
+        ):
+            current[example_id] += (name,)
     reviewed = set(
         Annotation.objects.filter(example_id__in=example_ids, kind=AnnotationKind.REVIEW)
         .values_list("example_id", flat=True)

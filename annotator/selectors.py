@@ -24,6 +24,7 @@ from annotator.models import (
     QueueItem,
     Role,
 )
+from annotator.services.bulk import in_chunks
 from annotator.services.files import CSV_FORMULA
 
 ROLE_RANK = {Role.ANNOTATOR: 0, Role.REVIEWER: 1, Role.ADMIN: 2}
@@ -246,17 +247,20 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
         last_id = chunk[-1][0]
         ids = [row[0] for row in chunk]
         current: dict[int, list[str]] = defaultdict(list)
-        for example_id, label_id in ExampleLabel.objects.filter(example_id__in=ids).values_list("example_id", "label_id"):
-            current[example_id].append(labels[label_id])
         history: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for example_id, username, kind, names, note, created_at in (
-            Annotation.objects.filter(example_id__in=ids)
-            .order_by("id")
-            .values_list("example_id", "user__username", "kind", "labels", "note", "created_at")
-        ):
-            entry = {"user": username, "kind": kind, "label": None if multi else names[0], "labels": names,
-                     "note": note, "created_at": created_at.isoformat()}
-            history[example_id].append(entry)
+        for part in in_chunks(ids):
+            for example_id, label_id in ExampleLabel.objects.filter(example_id__in=part).values_list(
+                "example_id", "label_id"
+            ):
+                current[example_id].append(labels[label_id])
+            for example_id, username, kind, names, note, created_at in (
+                Annotation.objects.filter(example_id__in=part)
+                .order_by("id")
+                .values_list("example_id", "user__username", "kind", "labels", "note", "created_at")
+            ):
+                entry = {"user": username, "kind": kind, "label": None if multi else names[0], "labels": names,
+                         "note": note, "created_at": created_at.isoformat()}
+                history[example_id].append(entry)
         for example_id, external_id, text, source, label_source, metadata, observed_at in chunk:
             names = sorted(current.get(example_id, []), key=positions.__getitem__)
             yield {

@@ -32,6 +32,7 @@ from django.db import transaction
 
 from annotator.errors import InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project
+from annotator.services.bulk import in_chunks
 
 
 @dataclass(frozen=True)
@@ -189,15 +190,25 @@ def annotation_create(
 def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> dict[int, str]:
     """Re-derive the current labels of these examples from their annotations and stored consensus (call
     inside a transaction). Returns each example's new ``label_source``."""
-    ids = list(example_ids)
+    ids = sorted(set(example_ids))
     if not ids:
         return {}
+    # Lock the examples' rows, in id order so two refreshes never deadlock, before reading their votes: two
+    # answers submitted at once would otherwise each delete the current labels, miss the other's uncommitted
+    # ones and insert their own (a unique violation when they agree, two labels on a single-label example
+    # when they differ). FOR NO KEY UPDATE is the lock the UPDATE below takes anyway; unlike FOR UPDATE it
+    # does not hold up other transactions' rows that reference these examples (scores, annotations).
+    for chunk in in_chunks(ids):
+        list(Example.objects.select_for_update(no_key=True).filter(id__in=chunk).order_by("id").values_list("id"))
     votes = votes_of(ids)
-    consensus = dict(
-        Example.objects.filter(id__in=ids, consensus__isnull=False).values_list("id", "consensus"))
+    consensus: dict[int, Any] = {}
+    for chunk in in_chunks(ids):
+        consensus.update(
+            Example.objects.filter(id__in=chunk, consensus__isnull=False).values_list("id", "consensus"))
     known = label_map(project)
     agreeing = int(project.setting("overlap"))
-    ExampleLabel.objects.filter(example_id__in=ids).delete()
+    for chunk in in_chunks(ids):
+        ExampleLabel.objects.filter(example_id__in=chunk).delete()
     links = []
     by_state: dict[tuple[str, int], list[int]] = defaultdict(list)
     sources: dict[int, str] = {}
@@ -209,16 +220,18 @@ def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> d
         links.extend(ExampleLabel(example_id=example_id, label_id=known[name]) for name in labels if name in known)
     ExampleLabel.objects.bulk_create(links)
     for (source, confirmations), members in by_state.items():
-        Example.objects.filter(id__in=members).update(
-            label_source=source, settled=confirmations > 0, confirmations=min(confirmations, 32767))
+        for chunk in in_chunks(members):
+            Example.objects.filter(id__in=chunk).update(
+                label_source=source, settled=confirmations > 0, confirmations=min(confirmations, 32767))
     return sources
 
 
 def votes_of(example_ids: list[int]) -> dict[int, list[Vote]]:
     """Every annotation of these examples as a :class:`Vote`, by example."""
     votes: dict[int, list[Vote]] = defaultdict(list)
-    rows = Annotation.objects.filter(example_id__in=example_ids).values_list(
-        "id", "example_id", "user_id", "kind", "labels", "queue_item__reason")
-    for annotation_id, example_id, user_id, kind, labels, reason in rows:
-        votes[example_id].append(Vote(annotation_id, user_id, kind, tuple(labels), recheck=reason == "suspect"))
+    for chunk in in_chunks(example_ids):
+        rows = Annotation.objects.filter(example_id__in=chunk).values_list(
+            "id", "example_id", "user_id", "kind", "labels", "queue_item__reason")
+        for annotation_id, example_id, user_id, kind, labels, reason in rows:
+            votes[example_id].append(Vote(annotation_id, user_id, kind, tuple(labels), recheck=reason == "suspect"))
     return votes

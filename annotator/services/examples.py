@@ -25,7 +25,7 @@ from django.utils.dateparse import parse_datetime
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project, Source
 from annotator.services.annotations import refresh_current_labels
-from annotator.services.bulk import JSONText, analyze_if_stale, insert_rows, is_postgres
+from annotator.services.bulk import JSONText, analyze_if_stale, in_chunks, insert_rows, is_postgres
 
 MAX_BATCH_ROWS = 10_000
 MAX_EXTERNAL_ID = 255
@@ -426,8 +426,7 @@ def _existing(project: Project, external_ids: list[str]) -> dict[str, tuple[int,
             )
             return {ext: (pk, digest) for ext, pk, digest in cursor.fetchall()}
     found: dict[str, tuple[int, str]] = {}
-    for start in range(0, len(external_ids), 5000):
-        chunk = external_ids[start:start + 5000]
+    for chunk in in_chunks(external_ids):
         rows = Example.objects.filter(project=project, external_id__in=chunk).values_list("external_id", "id", "text_hash")
         found.update({ext: (pk, digest) for ext, pk, digest in rows})
     return found
@@ -440,8 +439,9 @@ def _changed_labels(rows: list[Row], existing: dict[str, tuple[int, str]]) -> se
         return set()
     ids = [existing[r.external_id][0] for r in labeled]
     current: dict[int, list[str]] = defaultdict(list)
-    for example_id, name in ExampleLabel.objects.filter(example_id__in=ids).values_list("example_id", "label__name"):
-        current[example_id].append(name)
+    for chunk in in_chunks(ids):
+        for example_id, name in ExampleLabel.objects.filter(example_id__in=chunk).values_list("example_id", "label__name"):
+            current[example_id].append(name)
     return {
         existing[r.external_id][0] for r in labeled
         if sorted(current.get(existing[r.external_id][0], [])) != sorted(r.labels or [])
@@ -486,4 +486,4 @@ def _annotations_for(
 def _users_by_name(names: set[str]) -> dict[str, AbstractBaseUser]:
     if not names:
         return {}
-    return {u.username: u for u in get_user_model().objects.filter(username__in=names)}
+    return {u.username: u for chunk in in_chunks(names) for u in get_user_model().objects.filter(username__in=chunk)}

@@ -1,11 +1,12 @@
 """The review queue: leasing, submitting, skipping. Locks live here and only here.
 
 Leasing takes pending items with ``SELECT ... FOR UPDATE SKIP LOCKED`` (as Label Studio's next_task does),
-so concurrent annotators never receive the same item; an expired lease goes back to pending when the next
-lease is asked for. A lease of n items draws reasons in proportion to the project's effective queue mix
-(smooth weighted round robin, :func:`interleave`); priority orders items only within a reason, and when a
-reason runs out the others fill in. Overlap: an example may have several queue items (slots), and one
-annotator never gets two slots of one example.
+so concurrent annotators never receive the same item; an item whose lease expired is taken like a pending
+one (row by row, SKIP LOCKED), so no lease waits on another to release expired leases. A lease of n items
+draws reasons in proportion to the project's effective queue mix (smooth weighted round robin,
+:func:`interleave`); priority orders items only within a reason, and when a reason runs out the others fill
+in. Overlap: an example may have several queue items (slots), and one annotator never gets two slots of one
+example (one user's leases in a project take turns, on their membership row).
 """
 
 from __future__ import annotations
@@ -18,19 +19,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotator.errors import Conflict, InvalidInput, NotFound
-from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Project, QueueItem
+from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Membership, Project, QueueItem
 from annotator.services.annotations import annotation_create, labels_from_payload
+from annotator.services.bulk import allocate_ids, in_chunks, is_postgres
 
 MAX_LEASE_BATCH = 100
 # A skipped item is not offered to the same annotator again for this long.
 SKIP_COOLDOWN = timedelta(minutes=30)
-
-
-def release_expired(project: Project, now) -> int:  # noqa: ANN001
-    """Expired leases go back to pending (their holders' submits then answer 409)."""
-    return QueueItem.objects.filter(
-        project=project, status=QueueItem.Status.LEASED, lease_expires_at__lt=now
-    ).update(status=QueueItem.Status.PENDING, leased_by=None, lease_expires_at=None)
 
 
 def interleave(shares: dict[str, float], available: dict[str, int], n: int) -> list[str]:
@@ -69,6 +64,10 @@ def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> lis
     now = timezone.now()
     expires = now + timedelta(seconds=int(project.setting("lease_seconds")))
     with transaction.atomic():
+        # One user's leases in one project run one at a time (a lock on their membership row): the second
+        # then sees the items the first took. Without it, with overlap, the second would skip the slot the
+        # first has locked and take the next slot of the same example.
+        list(Membership.objects.select_for_update(no_key=True).filter(project=project, user=user).values_list("id"))
         held = list(
             QueueItem.objects.select_for_update(skip_locked=True)
             .filter(project=project, status=QueueItem.Status.LEASED, leased_by=user, lease_expires_at__gte=now)
@@ -76,30 +75,38 @@ def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> lis
         )
         fresh: list[QueueItem] = []
         if len(held) < n:
-            release_expired(project, now)
             want = n - len(held)
-            pending = (
+            available = (
                 QueueItem.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(project=project, status=QueueItem.Status.PENDING)
+                .filter(project=project)
                 .exclude(example_id__in=[item.example_id for item in held])
                 .exclude(skipped_by=user, skipped_at__gte=now - SKIP_COOLDOWN)
             )
             if int(project.setting("overlap")) > 1:
                 # With overlap, one annotator still answers each example once.
-                pending = pending.exclude(example__annotations__user=user).exclude(
+                available = available.exclude(example__annotations__user=user).exclude(
                     example_id__in=QueueItem.objects.filter(
                         project=project, leased_by=user, status=QueueItem.Status.LEASED, lease_expires_at__gte=now
                     ).values("example_id")
                 )
+            pending = available.filter(status=QueueItem.Status.PENDING)
+            # An expired lease is up for grabs like a pending item, and only the ones this lease takes change
+            # hands: releasing all of them first would wait on every row another lease or a submit holds.
+            # They are far fewer than pending items, so one query serves every reason.
+            expired = list(
+                available.filter(status=QueueItem.Status.LEASED, lease_expires_at__lt=now)
+                .order_by("-priority", "id")[: want * 2]
+            )
             # Each reason's best items straight from the (project, status, reason, -priority, id) index.
             seen_examples = {item.example_id for item in held}
             by_reason: dict[str, list[QueueItem]] = {}
             for reason in REASONS:
-                items_of_reason = []
-                for item in pending.filter(reason=reason).order_by("-priority", "id")[: want * 2]:
-                    if item.example_id not in seen_examples:
-                        items_of_reason.append(item)
-                by_reason[reason] = items_of_reason
+                candidates = [
+                    *pending.filter(reason=reason).order_by("-priority", "id")[: want * 2],
+                    *(item for item in expired if item.reason == reason),
+                ]
+                candidates.sort(key=lambda item: (-item.priority, item.id))
+                by_reason[reason] = [item for item in candidates[: want * 2] if item.example_id not in seen_examples]
             taken_examples: set[int] = set(seen_examples)
             cursor = dict.fromkeys(REASONS, 0)
             for reason in interleave(lease_mix(project), {r: len(v) for r, v in by_reason.items()}, want * 2):
@@ -210,21 +217,35 @@ def queue_add_many(
     slots: int | None = None,
 ) -> int:
     """Queue ``(example_id, priority, explanation)`` items of one reason in bulk (one item per overlap slot,
-    or ``slots``); examples with an open item in a slot are left alone. Returns the number of items created."""
+    or ``slots``); examples with an open item in a slot are left alone, and so is a repeated example (its
+    first item counts). Returns the number of items created."""
     if not items:
         return 0
     overlap = slots or int(project.setting("overlap"))
-    ids = [example_id for example_id, _, _ in items]
-    open_slots = set(
-        QueueItem.objects.filter(
-            example_id__in=ids, status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED]
-        ).values_list("example_id", "slot")
-    )
-    rows = [
-        QueueItem(project=project, example_id=example_id, reason=reason, priority=priority, slot=slot,
-                  explanation=explanation[:300], model_version_id=model_version_id)
-        for example_id, priority, explanation in items for slot in range(overlap)
-        if (example_id, slot) not in open_slots
-    ]
-    created = QueueItem.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
-    return len(created)
+    first: dict[int, tuple[float, str]] = {}
+    for example_id, priority, explanation in items:
+        first.setdefault(example_id, (priority, explanation))
+    with transaction.atomic():
+        open_slots: set[tuple[int, int]] = set()
+        for chunk in in_chunks(first):
+            open_slots.update(QueueItem.objects.filter(
+                example_id__in=chunk, status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED]
+            ).values_list("example_id", "slot"))
+        rows = [
+            QueueItem(project=project, example_id=example_id, reason=reason, priority=priority, slot=slot,
+                      explanation=explanation[:300], model_version_id=model_version_id)
+            for example_id, (priority, explanation) in first.items() for slot in range(overlap)
+            if (example_id, slot) not in open_slots
+        ]
+        if not is_postgres():
+            # SQLite runs one writing transaction at a time (BEGIN IMMEDIATE): nothing filled a slot since
+            # the check above, so every row is inserted.
+            QueueItem.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+            return len(rows)
+        # A concurrent writer may fill a slot after the check (the insert then skips that row): give the rows
+        # ids from the sequence and count the ones that were inserted.
+        ids = allocate_ids(QueueItem, len(rows))
+        for row, pk in zip(rows, ids, strict=True):
+            row.pk = pk
+        QueueItem.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
+        return sum(QueueItem.objects.filter(id__in=chunk).count() for chunk in in_chunks(ids))
