@@ -227,9 +227,12 @@ def _rebuild(train_job_id: int, rebuild_job: Job) -> None:
             log.info("the rebuild of train job %s was taken over or finished elsewhere; nothing written",
                      train_job_id)
             return
-        # Pending items of older rebuilds give way; leased ones stay with their annotators, and items a
+        # Pending items of older rebuilds give way, and so do expired leases (leases take those over as they
+        # go, so they are pending in all but name); live leases stay with their annotators, and items a
         # reviewer sent (no model version) or a drift alert routed stay too.
-        QueueItem.objects.filter(project=project, status=QueueItem.Status.PENDING, model_version__isnull=False).exclude(
+        given_up = Q(status=QueueItem.Status.PENDING) | Q(status=QueueItem.Status.LEASED,
+                                                          lease_expires_at__lt=timezone.now())
+        QueueItem.objects.filter(given_up, project=project, model_version__isnull=False).exclude(
             reason=QueueItem.Reason.DRIFT).update(status=QueueItem.Status.CANCELLED)
         # ActiveLab's "another label" items want one more answer, not a full set of overlap slots.
         slots = 1 if state["ranking"] == "activelab" else None

@@ -181,6 +181,9 @@ def _scored_train_job(project: Project, admin: Any, *, heartbeat_at: Any = None)
                                                        "queue_mix": {"uncertain": 1.0}})
     _, pool = _labeled_and_pool(project, admin, pool=12)
     version = factories.model_version(project, 1, serving=True)
+    # No example kept for the holdout (cut 0), so all twelve can be queued as uncertain whatever their ids.
+    version.metrics["holdout"]["cut"] = 0.0
+    version.save(update_fields=["metrics"])
     train = Job.objects.create(project=project, kind=Job.Kind.TRAIN, status=Job.Status.RUNNING,
                                started_at=timezone.now(), heartbeat_at=heartbeat_at or timezone.now(),
                                result={"model_version": 1, "model_version_id": version.id, "promoted": True})
@@ -229,6 +232,28 @@ def test_two_rebuilds_at_once_write_one_queue(no_shared_worker, project, admin, 
 
     # Then one of them rebuilt the queue and the other left it alone
     _assert_one_rebuild(project, train, version)
+
+
+def test_a_rebuild_cancels_expired_leases_of_older_versions_and_keeps_live_ones(no_shared_worker, project, admin,
+                                                                               annotator):
+    # Given items of an older version: one leased by someone whose lease expired, one leased and still live
+    train, version = _scored_train_job(project, admin)
+    older = factories.model_version(project, 0)
+    examples = factories.import_examples(project, admin, ["an old expired lease", "an old live lease"], prefix="old")
+    now = timezone.now()
+    expired, live = (QueueItem.objects.create(
+        project=project, example=example, reason=QueueItem.Reason.UNCERTAIN, model_version=older,
+        status=QueueItem.Status.LEASED, leased_by=annotator, lease_expires_at=now + offset)
+        for example, offset in zip(examples, (timedelta(minutes=-1), timedelta(minutes=10)), strict=True))
+
+    # When the new version's queue is rebuilt
+    queue_policy.rebuild_queue(train.pk)
+
+    # Then the expired lease gave way with the pending items; the live one stays with its annotator
+    expired.refresh_from_db()
+    live.refresh_from_db()
+    assert expired.status == QueueItem.Status.CANCELLED
+    assert live.status == QueueItem.Status.LEASED
 
 
 def test_a_rebuild_delivered_again_while_it_runs_changes_nothing_and_the_sweeper_leaves_it(
