@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # The Python client (clients/python), editable, so its tests and its `relabel` command use this checkout.
-$(CLIENT_STAMP): clients/python/pyproject.toml $(STAMP)
+# After the project (order-only: reinstalling the project leaves the client installed).
+$(CLIENT_STAMP): clients/python/pyproject.toml | $(STAMP)
 	$(BIN)/pip install --quiet -e clients/python
 	rm -f $(VENV)/.client-installed-*
 	touch $@
