@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+CLIENT_STAMP := $(VENV)/.client-installed-$(shell cat clients/python/pyproject.toml | md5sum | cut -c1-12)
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -24,7 +25,14 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(STAMP)
+# The Python client (clients/python), editable, so its tests and its `relabel` command use this checkout.
+# After the project (order-only: reinstalling the project leaves the client installed).
+$(CLIENT_STAMP): clients/python/pyproject.toml | $(STAMP)
+	$(BIN)/pip install --quiet -e clients/python
+	rm -f $(VENV)/.client-installed-*
+	touch $@
+
+install: $(STAMP) $(CLIENT_STAMP)
 
 demo: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo
@@ -41,10 +49,10 @@ contract: install
 	bin/contract
 
 lint: install
-	$(BIN)/ruff check annotator training tests bench
+	$(BIN)/ruff check annotator training tests bench clients
 
 typecheck: install
-	$(BIN)/mypy training
+	$(BIN)/mypy training clients/python/src
 
 clean:
 	rm -rf $(VENV) var
