@@ -24,6 +24,7 @@ from django.db import transaction
 
 from annotator.models import AnnotationKind, Example, Membership, ModelVersion, Project
 from annotator.services.annotations import Vote, current_labels_from, refresh_current_labels, votes_of
+from annotator.services.bulk import in_chunks
 
 SINGLE_LABEL_ONLY = "CROWDLAB and ActiveLab take one class per answer: not run on a multi-label project"
 ONE_ANNOTATOR = ("one annotator per item (overlap 1): the current label follows the plain rule, so a re-check "
@@ -97,7 +98,8 @@ def consensus_update(
         stale = list(Example.objects.filter(project=project, consensus__isnull=False).values_list("id", flat=True))
         if stale:
             with transaction.atomic():
-                Example.objects.filter(id__in=stale).update(consensus=None)
+                for chunk in in_chunks(stale):
+                    Example.objects.filter(id__in=chunk).update(consensus=None)
                 refresh_current_labels(stale, project=project)
         return {**summary, "method": "skipped", "note": ONE_ANNOTATOR, "n_cleared": len(stale)}
     p = np.asarray(probs, dtype=np.float64)
@@ -146,7 +148,8 @@ def consensus_update(
                       .values_list("id", "consensus"))
         cleared = [example_id for example_id in before if example_id not in consensus]
         changed = [example_id for example_id, value in consensus.items() if before.get(example_id) != value]
-        Example.objects.filter(id__in=cleared).update(consensus=None)
+        for chunk in in_chunks(cleared):
+            Example.objects.filter(id__in=chunk).update(consensus=None)
         updates = [Example(id=example_id, consensus=consensus[example_id]) for example_id in changed]
         Example.objects.bulk_update(updates, ["consensus"], batch_size=1000)
         if items:
@@ -200,7 +203,8 @@ def activelab_candidates(
     index = {name: i for i, name in enumerate(names)}
     k = len(names)
     # Settled items still inform ActiveLab's estimate of the annotators; they are only never offered again.
-    settled = set(Example.objects.filter(id__in=list(labeled_probs), settled=True).values_list("id", flat=True))
+    settled = {pk for chunk in in_chunks(labeled_probs)
+               for pk in Example.objects.filter(id__in=chunk, settled=True).values_list("id", flat=True)}
     candidates = list(labeled_probs)
     votes = votes_of(candidates)
     labeled_ids: list[int] = []

@@ -45,6 +45,7 @@ from annotator.models import (
     Project,
 )
 from annotator.selectors import project_labels
+from annotator.services.bulk import in_chunks
 from annotator.services.jobs import JobReporter, job_create, job_finish, job_finish_first, send_after_commit
 from annotator.serving import artifact_root, predictor_for, version_dir
 
@@ -650,7 +651,8 @@ def _paired_evidence(version: ModelVersion, serving: ModelVersion) -> dict[str, 
                                   f"({error})"}
     names = project_labels(version.project)
     multi = version.project.is_multi_label
-    texts = dict(Example.objects.filter(id__in=stored["example_ids"]).values_list("id", "text"))
+    texts = {pk: text for chunk in in_chunks(stored["example_ids"])
+             for pk, text in Example.objects.filter(id__in=chunk).values_list("id", "text")}
     rows = [i for i, pk in enumerate(stored["example_ids"]) if pk in texts]
     try:
         prediction = predictor_for(serving).predict([texts[stored["example_ids"][i]] for i in rows],

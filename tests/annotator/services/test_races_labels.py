@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLite
@@ -307,4 +308,22 @@ def test_a_conflict_group_of_many_examples_binds_few_parameters_per_query(projec
         _header, groups = loop_selectors.conflict_report(project)
 
     assert len(groups) == 1 and len(groups[0]["members"]) == MANY
+    assert max(seen) <= SQLITE_LIMIT
+
+
+@pytest.mark.django_db
+def test_clearing_many_stale_consensus_labels_binds_few_parameters_per_query(project, many_labeled):
+    from annotator.services.consensus import consensus_update
+
+    # A project that went back to one annotator per item keeps consensus labels from its overlap days
+    Example.objects.filter(id__in=[e.id for e in many_labeled[:500]]).update(consensus=["negative"])
+    Example.objects.filter(id__in=[e.id for e in many_labeled[500:]]).update(consensus=["negative"])
+    ids = [e.id for e in many_labeled]
+
+    with largest_bound_parameter_list() as seen:
+        summary = consensus_update(project=project, example_ids=ids, probs=np.full((len(ids), 3), 1 / 3),
+                                   names=["positive", "negative", "neutral"])
+
+    assert summary["n_cleared"] == MANY
+    assert not Example.objects.filter(project=project, consensus__isnull=False).exists()
     assert max(seen) <= SQLITE_LIMIT
