@@ -145,7 +145,8 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
       next attempt starts over), or failed after MAX_ATTEMPTS;
     - a running scoring job whose heartbeat is stale gets its unfinished chunks sent again (chunks upsert),
       or, when every chunk is done (its worker died while closing it), is closed and the rebuild sent;
-    - a train job whose scoring finished but whose queue rebuild never ran gets the rebuild sent;
+    - a train job whose scoring finished but whose promotion was never decided gets it decided (then the rebuild
+      sent), and one whose queue rebuild never ran gets the rebuild sent;
     - a project with a full window of production samples that no drift check measured gets one sent.
     """
     from annotator import tasks
@@ -190,6 +191,13 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
                 Job.objects.filter(pk=job.pk).update(heartbeat_at=None, dispatched_at=timezone.now(),
                                                      message="the worker was lost; training again")
                 sent += 1
+        elif score.status == Job.Status.SUCCEEDED and "promotion" not in (job.result or {}):
+            # The worker died after finishing the scoring job, before deciding promotion: decide it now (this
+            # also sends the rebuild), or the version would stay undecided.
+            from annotator.services.pipeline import conclude_scoring
+
+            conclude_scoring(score)
+            sent += 1
         elif score.status == Job.Status.SUCCEEDED and _send(tasks.rebuild_queue, job.pk):
             Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
             sent += 1

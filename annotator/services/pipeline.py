@@ -760,12 +760,20 @@ def finish_scoring(score_job_id: int) -> None:
     Called by whichever delivery saved the last chunk, and by the sweeper: two deliveries of the last chunk
     at once both see every chunk done. Only the call that moves the scoring job to succeeded goes on, so the
     promotion is decided and the rebuild sent once."""
-    from annotator import tasks
-
     job = job_finish_first(score_job_id, Job.Status.SUCCEEDED, message="scored")
     if job is None:
         log.info("scoring job %s was already finished; this call does nothing", score_job_id)
         return
+    conclude_scoring(job)
+
+
+def conclude_scoring(job: Job) -> None:
+    """What follows a finished scoring job: the pool drift reference, the promotion decision (recorded in the
+    train job's result), then the queue rebuild. ``finish_scoring`` runs it once; the sweeper runs it again
+    when a worker died between finishing the scoring job and recording the decision (the decision, the
+    reference and the rebuild are all idempotent)."""
+    from annotator import tasks
+
     version = ModelVersion.objects.select_related("project").get(pk=job.params["model_version_id"])
     # The drift reference of what production should look like: the pool this version just scored (saved
     # before promotion, so a promoted version always has it).

@@ -286,3 +286,22 @@ def test_a_rebuild_delivered_again_while_it_runs_changes_nothing_and_the_sweeper
     queue_policy.rebuild_queue(train.pk)
     assert list(QueueItem.objects.filter(project=project).order_by("id").values_list("id", "status")) == before
     assert Job.objects.filter(parent=train, kind=Job.Kind.QUEUE_REBUILD).count() == 1
+
+
+def test_the_sweeper_decides_a_promotion_a_dead_worker_left_undecided(no_shared_worker, broker, project, admin):
+    # Given a first version whose scoring job finished, but whose worker died before deciding promotion
+    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 30)
+    train, version = _scored_train_job(project, admin, heartbeat_at=stale)
+    Project.objects.filter(pk=project.pk).update(serving_version=None)
+    Job.objects.filter(pk=train.pk).update(result={"model_version": 1, "model_version_id": version.id})
+
+    # When the sweeper runs
+    jobs_recover()
+
+    # Then the version is decided (and, being the first, serves), the decision is recorded, the rebuild sent
+    version.refresh_from_db()
+    train.refresh_from_db()
+    assert version.comparison["decision"] == "first version"
+    assert Project.objects.get(pk=project.pk).serving_version_id == version.id
+    assert train.result["promotion"] == "first version" and train.result["promoted"] is True
+    assert _rebuilds_sent(broker, train.pk) == 1
