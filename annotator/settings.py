@@ -161,6 +161,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # GET /health/ has choice sets of its own (a second "status"): named here, so that ModelVersionOut.status
+    # (ModelVersion.Status) keeps its name StatusEnum in generated clients.
+    "ENUM_NAME_OVERRIDES": {"ServiceStatusEnum": ["ok", "degraded"], "ServiceStateEnum": ["ok", "down"],
+                            "StatusEnum": ["training", "ready", "failed"]},
     # Swagger UI served from our own static files: the docs work with no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -11,47 +10,38 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotator import loop_selectors, selectors
+from annotator.api.loop_serializers import (
+    DriftWindowOut,
+    ModelVersionOut,
+    NoiseDecisionsOut,
+    NoiseReportOut,
+    PredictOut,
+    QueueHeartbeatOut,
+    QueueItemOut,
+    QueueSkipOut,
+    QueueStatsOut,
+    SamplesOut,
+    TrainConflictOut,
+    TrainOut,
+)
 from annotator.api.pagination import PAGE_PARAMETERS, Pagination, paginated
 from annotator.api.serializers import AnnotationIn, AnnotationOut, ErrorsOut, JobOut, annotation_out, job_out
 from annotator.api.views import ERRORS, THROTTLED, body_dict
 from annotator.errors import Conflict, InvalidInput
-from annotator.models import Job, ModelVersion, QueueItem, Role
+from annotator.models import Job, ModelVersion, Role
 from annotator.services import jobs as job_services
 from annotator.services import models as model_services
 from annotator.services import noise as noise_services
 from annotator.services import production as production_services
 from annotator.services import queue as queue_services
 
-QueueItemOut = inline_serializer("QueueItemOut", many=True, fields={
-    "id": serializers.IntegerField(),
-    "example": inline_serializer("QueueExampleOut", {
-        "id": serializers.IntegerField(), "text": serializers.CharField(), "source": serializers.CharField(),
-        "metadata": serializers.DictField(), "external_id": serializers.CharField(),
-    }),
-    "reason": serializers.ChoiceField(choices=QueueItem.Reason.values),
-    "explanation": serializers.CharField(),
-    "priority": serializers.FloatField(),
-    "suggestion": inline_serializer("SuggestionOut", {
-        "label": serializers.CharField(), "labels": serializers.ListField(child=serializers.CharField()),
-        "confidence": serializers.FloatField(),
-    }, allow_null=True),
-    "lease_expires_at": serializers.DateTimeField(),
-})
-
 # The serving version's files are missing, changed, or lead outside ARTIFACT_DIR.
 UNUSABLE_MODEL = {503: ErrorsOut}
 
 
-class PredictionOut(serializers.Serializer):
-    label = serializers.CharField(allow_null=True)
-    labels = serializers.ListField(child=serializers.CharField())
-    probs = serializers.DictField(child=serializers.FloatField())
-    confidence = serializers.FloatField()
-
-
 # --- queue ----------------------------------------------------------------------------------------------
 class QueueStatsApi(APIView):
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Queue counts by status and reason")
+    @extend_schema(responses={200: QueueStatsOut, **ERRORS}, summary="Queue counts by status and reason")
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id)
         return Response(loop_selectors.queue_stats(project))
@@ -60,7 +50,7 @@ class QueueStatsApi(APIView):
 class QueueNextApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("n", int, description="how many items to lease (1-100, default 10)")],
-        responses={200: QueueItemOut, **ERRORS},
+        responses={200: QueueItemOut(many=True), **ERRORS},
         summary="Lease up to n items to the caller",
     )
     def get(self, request: Request, project_id: int) -> Response:
@@ -85,14 +75,14 @@ class QueueSubmitApi(APIView):
 
 
 class QueueSkipApi(APIView):
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Release a leased item")
+    @extend_schema(request=None, responses={200: QueueSkipOut, **ERRORS}, summary="Release a leased item")
     def post(self, request: Request, item_id: int) -> Response:
         item = queue_services.queue_skip(user=request.user, item_id=item_id)
         return Response({"id": item.id, "status": item.status})
 
 
 class QueueHeartbeatApi(APIView):
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, **ERRORS}, summary="Renew a lease")
+    @extend_schema(request=None, responses={200: QueueHeartbeatOut, **ERRORS}, summary="Renew a lease")
     def post(self, request: Request, item_id: int) -> Response:
         item = queue_services.queue_heartbeat(user=request.user, item_id=item_id)
         return Response({"id": item.id, "lease_expires_at": item.lease_expires_at})
@@ -105,7 +95,7 @@ class TrainApi(APIView):
             "mode": serializers.ChoiceField(choices=["auto", "frozen", "gradual", "full", "lora"], required=False),
             "seeds": serializers.IntegerField(required=False, min_value=1, max_value=5),
         }),
-        responses={202: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, **ERRORS},
+        responses={202: TrainOut, **ERRORS, 409: TrainConflictOut},
         summary="Retrain (reviewer); 409 naming the running job if one is queued or running",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -146,81 +136,6 @@ class ProjectJobsApi(APIView):
 
 
 # --- models and predictions ------------------------------------------------------------------------------
-def _interval(**kwargs: object) -> serializers.ListField:
-    return serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2, required=False,
-                                 **kwargs)
-
-
-class HoldoutOut(serializers.Serializer):
-    """The version measured on the stable holdout (services.holdout), or ``reason`` instead of numbers: a
-    holdout too small to measure has ``n``, ``reason`` and its size and sources, and none of the figures."""
-
-    n = serializers.IntegerField(allow_null=True, help_text="held-out labels")
-    reason = serializers.CharField(required=False, help_text="why there are no numbers, e.g. \"too few "
-                                                             "held-out labels to measure: ...\"")
-    macro_f1 = serializers.FloatField(required=False)
-    macro_f1_ci = _interval(help_text="bootstrap 95% interval [low, high]")
-    accuracy = serializers.FloatField(required=False)
-    accuracy_ci = _interval()
-    micro_f1 = serializers.FloatField(required=False, help_text="multi-label")
-    micro_f1_ci = _interval()
-    subset_accuracy = serializers.FloatField(required=False, help_text="multi-label")
-    subset_accuracy_ci = _interval()
-    hamming_loss = serializers.FloatField(required=False, help_text="multi-label")
-    hamming_loss_ci = _interval()
-    ece = serializers.FloatField(required=False, help_text="after temperature scaling")
-    ece_ci = _interval()
-    ece_before = serializers.FloatField(required=False)
-    ece_before_ci = _interval()
-    per_class = serializers.ListField(child=serializers.DictField(), required=False,
-                                      help_text="label, precision, recall, f1, support, each with *_ci")
-    confusion_matrix = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()),
-                                             required=False, help_text="rows: true labels")
-    calibration = serializers.DictField(required=False, help_text="temperature, reliability bins before/after")
-    slices = serializers.DictField(required=False, help_text="per example source: n, macro_f1, macro_f1_ci")
-    sources = serializers.DictField(child=serializers.IntegerField(), required=False,
-                                    help_text="held-out labels by origin: import, random (queue items)")
-    example_sources = serializers.DictField(child=serializers.IntegerField(), required=False)
-    eligible = serializers.IntegerField(required=False, help_text="labeled examples the rule may hold out")
-    n_labeled = serializers.IntegerField(required=False)
-    cut = serializers.FloatField(required=False, help_text="hash below which eligible examples are held out")
-    rule = serializers.DictField(required=False)
-    rule_text = serializers.CharField(required=False)
-
-
-class PromotionOut(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=["promoted", "rejected", "manual", "first version"], allow_null=True)
-    evidence = serializers.DictField(help_text="the paired bootstrap on the holdout (candidate and serving "
-                                               "macro-F1, difference_ci, margin, shown_worse), or a reason")
-    policy = serializers.ChoiceField(choices=["auto", "manual"], allow_null=True)
-    decided_at = serializers.CharField(allow_null=True)
-    history = serializers.ListField(child=serializers.DictField(),
-                                    help_text="every promotion of this version: reason, at, replaced_version")
-
-
-class ModelVersionOut(serializers.Serializer):
-    id = serializers.IntegerField()
-    number = serializers.IntegerField()
-    version = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=ModelVersion.Status.values)
-    mode = serializers.CharField()
-    n_train = serializers.IntegerField()
-    promoted = serializers.BooleanField(help_text="this version serves")
-    macro_f1 = serializers.FloatField(allow_null=True, help_text="on the holdout; null when it is too small")
-    macro_f1_ci = serializers.ListField(child=serializers.FloatField(), allow_null=True)
-    ece = serializers.FloatField(allow_null=True)
-    holdout = HoldoutOut()
-    promotion = PromotionOut()
-    metrics = serializers.DictField()
-    comparison = serializers.DictField()
-    stability = serializers.DictField()
-    content_hash = serializers.CharField()
-    snapshot = serializers.DictField()
-    created_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(allow_null=True)
-    promoted_at = serializers.DateTimeField(allow_null=True)
-
-
 class ProjectModelsApi(APIView):
     @extend_schema(parameters=PAGE_PARAMETERS,
                    responses={200: paginated("PaginatedModelVersionList", ModelVersionOut(many=True)), **ERRORS},
@@ -250,9 +165,7 @@ class PredictApi(APIView):
 
     @extend_schema(
         request=inline_serializer("PredictIn", {"texts": serializers.ListField(child=serializers.CharField())}),
-        responses={200: inline_serializer("PredictOut", {
-            "model_version": serializers.IntegerField(), "predictions": PredictionOut(many=True)}), **ERRORS, **THROTTLED,
-            **UNUSABLE_MODEL},
+        responses={200: PredictOut, **ERRORS, **THROTTLED, **UNUSABLE_MODEL},
         summary="Predict with the serving version (409 when none is promoted)",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -271,11 +184,7 @@ class SamplesApi(APIView):
             "text": serializers.CharField(), "external_id": serializers.CharField(required=False, allow_null=True),
             "metadata": serializers.DictField(required=False, allow_null=True),
             "observed_at": serializers.DateTimeField(required=False, allow_null=True)}, many=True),
-        responses={201: inline_serializer("SamplesOut", {
-            "ids": serializers.ListField(child=serializers.IntegerField()),
-            "created": serializers.IntegerField(), "unchanged": serializers.IntegerField(),
-            "model_version": serializers.IntegerField(allow_null=True),
-            "predictions": PredictionOut(many=True, allow_null=True)}), **ERRORS, **THROTTLED, **UNUSABLE_MODEL},
+        responses={201: SamplesOut, **ERRORS, **THROTTLED, **UNUSABLE_MODEL},
         summary="Push production samples (reviewer); answers predictions or null when no model is promoted",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -291,7 +200,7 @@ class NoiseReportApi(APIView):
                     OpenApiParameter("settled", bool, description="the flags people already settled instead of "
                                                                   "the open ones"),
                     *PAGE_PARAMETERS],
-        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+        responses={200: NoiseReportOut, **ERRORS},
         summary="Suspected label errors, ascending label quality (reviewer)",
     )
     def get(self, request: Request, project_id: int) -> Response:
@@ -316,7 +225,7 @@ class NoiseDecisionsApi(APIView):
             "label": serializers.CharField(required=False),
             "labels": serializers.ListField(child=serializers.CharField(), required=False),
             "note": serializers.CharField(required=False)}, many=True),
-        responses={200: OpenApiTypes.OBJECT, **ERRORS},
+        responses={200: NoiseDecisionsOut, **ERRORS},
         summary="Keep, relabel or send suspects to the queue (reviewer), all or nothing",
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -326,7 +235,8 @@ class NoiseDecisionsApi(APIView):
 
 
 class DriftApi(APIView):
-    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: OpenApiTypes.OBJECT, **ERRORS},
+    @extend_schema(parameters=PAGE_PARAMETERS,
+                   responses={200: paginated("PaginatedDriftWindowList", DriftWindowOut(many=True)), **ERRORS},
                    summary="Drift windows of production samples, newest first (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)

@@ -66,6 +66,12 @@ class ErrorsOut(serializers.Serializer):
     errors = ErrorOut(many=True)
 
 
+class ServiceHealthOut(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded"], help_text="degraded (503) when the database is down")
+    database = serializers.ChoiceField(choices=["ok", "down"])
+    broker = serializers.ChoiceField(choices=["ok", "down"])
+
+
 class TokenOut(serializers.Serializer):
     token = serializers.CharField()
 

@@ -36,6 +36,7 @@ from annotator.api.serializers import (
     ProjectIn,
     ProjectOut,
     ProjectSettingsIn,
+    ServiceHealthOut,
     TokenIn,
     TokenOut,
     UserIn,
@@ -69,7 +70,7 @@ class HealthApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT}, summary="Service health (no auth)")
+    @extend_schema(responses={200: ServiceHealthOut, 503: ServiceHealthOut}, summary="Service health (no auth)")
     def get(self, request: Request) -> Response:
         database = "ok"
         try:

@@ -4,6 +4,11 @@ Each operation gets a bounded, derandomized hypothesis run (``MAX_EXAMPLES`` cas
 and as many of schema-violating data), half of them aimed at real rows (the project, an example, a
 queue item, a job, a model version) and half at ids drawn by hypothesis. Every answer must be no 5xx,
 a status code the schema lists, a body that matches the schema and the documented content type.
+
+The bodies are checked against the schema with every declared object closed (tests/annotator/openapi.py):
+a field a view returns that its serializer does not declare fails, as a missing or mistyped one does. The
+world holds what the loop writes (a version with holdout and noise figures, flagged scores, drift windows,
+data health), so the noise report, drift, models, health and queue answers are checked with real content.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from annotator.models import Job, ModelVersion, QueueItem, Role
-from annotator.services.queue import queue_add
+from annotator.models import ExampleScore, Job, QueueItem, Role
+from annotator.services.queue import queue_add, queue_lease
+from tests.annotator.health_rows import health_examples, health_version
+from tests.annotator.openapi import strict_answers
+from tests.annotator.views import factories
 
 # Per operation and generation mode; bench/schemathesis_run.py runs more (HOSTILE_MAX_EXAMPLES).
 MAX_EXAMPLES = int(os.environ.get("HOSTILE_MAX_EXAMPLES", 12))
@@ -44,7 +52,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @cache
 def api_schema() -> Any:
-    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+    """The schema the app serves, its answers closed to undeclared fields."""
+    app = get_wsgi_application()
+    served = schemathesis.openapi.from_wsgi("/api/schema/?format=json", app)
+    schema = schemathesis.openapi.from_dict(strict_answers(served.raw_schema))
+    schema.app, schema.location = app, served.location
+    return schema
 
 
 def operation_labels() -> list[str]:
@@ -65,7 +78,8 @@ def in_process_requests() -> Any:
 @pytest.fixture
 def world(in_process_requests, make_user, make_project, make_examples, annotate) -> dict[str, Any]:
     """A staff admin with a token, a project with labeled and unlabeled examples, queue items, a
-    queued job and a finished (not promoted) model version row."""
+    queued job, a finished (not promoted) model version with holdout and noise figures whose scores flag
+    labeled examples, two drift windows, and a version with data health (conflicts, outliers)."""
     admin = make_user("root", is_staff=True, is_superuser=True)
     member = make_user("member")
     project = make_project(admin, members={member: Role.ANNOTATOR})
@@ -77,15 +91,27 @@ def world(in_process_requests, make_user, make_project, make_examples, annotate)
     queue_add(project=project, examples=examples[:6], reason=QueueItem.Reason.UNCERTAIN, priority=1.0)
     # A queued scoring job to read and cancel; no training job yet, so the first POST train/ is a 202.
     job = Job.objects.create(project=project, kind=Job.Kind.SCORE)
-    version = ModelVersion.objects.create(project=project, number=1, status=ModelVersion.Status.READY,
-                                          artifact_path="project-x/v1/model")
+    version = factories.model_version(project, 1)
+    version.artifact_path = "project-x/v1/model"
+    version.save(update_fields=["artifact_path"])
+    scores = ExampleScore.objects.bulk_create(
+        ExampleScore(example=example, model_version=version, probs=[0.2, 0.7, 0.1], predicted=["negative"],
+                     confidence=0.7, entropy=0.8, margin=0.5, label_quality=0.1 if example.label_source else None,
+                     is_issue=bool(example.label_source), suggested_label="negative")
+        for example in examples)
+    for example, score in zip(examples, scores, strict=True):
+        example.latest_score = score
+        example.save(update_fields=["latest_score"])
+    factories.drift_windows(project, 2, version=version)
+    health_version(project, health_examples(project, admin))
     token, _ = Token.objects.get_or_create(user=admin)
     return {
         "token": token.key,
         "ids": {
             "project_id": project.id,
             "example_id": examples[1].id,
-            "item_id": QueueItem.objects.filter(project=project).order_by("id").first().id,
+            # Leased to the caller: heartbeat and skip answer 200 (until a skip releases it).
+            "item_id": queue_lease(project=project, user=admin, n=1)[0].id,
             "job_id": job.id,
             "model_id": version.id,
         },

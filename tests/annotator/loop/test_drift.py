@@ -9,6 +9,7 @@ from annotator.models import QueueItem
 from tests.annotator.loop.corpus import articles, labeled_rows
 from tests.annotator.loop.polling import wait_until
 from tests.annotator.loop.steps import import_rows, train
+from tests.annotator.openapi import assert_answer_matches_schema
 
 CLASSES = ["business", "politics", "sports"]
 WINDOW = 30
@@ -19,6 +20,7 @@ def push(client, project_id: int, texts: list[str], prefix: str) -> list[int]:
             for i, text in enumerate(texts)]
     response = client.post(f"/api/v1/projects/{project_id}/samples/", rows, format="json")
     assert response.status_code == 201, response.content
+    assert_answer_matches_schema(response, "POST", "/api/v1/projects/{project_id}/samples/")
     assert response.json()["predictions"] is not None
     return response.json()["ids"]
 
@@ -66,5 +68,8 @@ def test_an_unseen_topic_raises_a_drift_alert_and_in_distribution_traffic_does_n
     assert not routed & set(familiar_ids)
     assert all(item.status == QueueItem.Status.PENDING and "drift" in item.explanation for item in drifted)
     assert newest["actions"] and "queue" in newest["actions"][0]
+    # and the windows, with every test's statistics and the reference they were compared with, are what
+    # /api/schema/ declares
+    assert_answer_matches_schema(as_admin.get(drift_url), "GET", "/api/v1/projects/{project_id}/drift/")
     stats = as_admin.get(f"/api/v1/projects/{project.id}/queue/").json()
     assert stats["by_reason"] == {"drift": len(routed)}

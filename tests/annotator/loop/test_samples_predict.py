@@ -10,6 +10,7 @@ from annotator.models import Example, Source
 from tests.annotator.assertions import error_list
 from tests.annotator.loop.corpus import articles, labeled_rows
 from tests.annotator.loop.steps import import_rows, train
+from tests.annotator.openapi import assert_answer_matches_schema
 
 CLASSES = ["business", "politics", "sports"]
 
@@ -48,6 +49,7 @@ def test_predict_and_samples_answer_with_the_promoted_version_once_there_is_one(
     texts = [articles("business", 50, 51)[0], articles("sports", 51, 52)[0]]
     response = as_admin.post(predict_url, {"texts": texts}, format="json")
     assert response.status_code == 200, response.content
+    assert_answer_matches_schema(response, "POST", "/api/v1/projects/{project_id}/predict/")
     body = response.json()
     assert body["model_version"] == 1
     assert len(body["predictions"]) == 2
@@ -59,6 +61,7 @@ def test_predict_and_samples_answer_with_the_promoted_version_once_there_is_one(
             for i, text in enumerate(articles("politics", 50, 53))]
     pushed = as_admin.post(samples_url, rows, format="json")
     assert pushed.status_code == 201, pushed.content
+    assert_answer_matches_schema(pushed, "POST", "/api/v1/projects/{project_id}/samples/")
     body = pushed.json()
     assert body["model_version"] == 1 and len(body["ids"]) == 3 and len(body["predictions"]) == 3
     for prediction in body["predictions"]:

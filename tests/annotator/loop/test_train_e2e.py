@@ -11,6 +11,7 @@ from annotator.models import Annotation, ModelVersion, Project
 from tests.annotator.loop.corpus import labeled_rows, unlabeled_rows
 from tests.annotator.loop.polling import poll_job
 from tests.annotator.loop.steps import TRAIN_TIMEOUT, import_rows
+from tests.annotator.openapi import assert_answer_matches_schema
 from training.data import BBC_LABELS
 
 # Deliberate label errors: external id -> the wrong label given. Each article clearly belongs to its topic.
@@ -85,9 +86,19 @@ def test_import_train_score_queue_answer_and_automatic_retrain(worker, loop_proj
     assert stats["model_version"] == 1 and stats["pending"] > 0
     assert {"uncertain", "suspect", "random"} <= set(stats["by_reason"]), stats
 
+    # and every answer about the trained version is what /api/schema/ declares, field for field
+    for path in ["/api/v1/projects/{project_id}/models/", "/api/v1/projects/{project_id}/noise-report/",
+                 "/api/v1/projects/{project_id}/queue/", "/api/v1/projects/{project_id}/jobs/",
+                 "/api/v1/projects/{project_id}/examples/", "/api/v1/projects/{project_id}/health/",
+                 "/api/v1/projects/{project_id}/noise-report/conflicts/"]:
+        assert_answer_matches_schema(as_admin.get(path.format(project_id=project.id)), "GET", path)
+    assert_answer_matches_schema(as_admin.get(f"/api/v1/jobs/{job['id']}/"), "GET", "/api/v1/jobs/{job_id}/")
+
     # When an annotator leases three items and answers them (retrain_after_labels is 3)
     answers_before = Annotation.objects.filter(example__project=project).count()
-    leased = as_annotator.get(f"/api/v1/projects/{project.id}/queue/next/", {"n": 3}).json()
+    leased = as_annotator.get(f"/api/v1/projects/{project.id}/queue/next/", {"n": 3})
+    assert_answer_matches_schema(leased, "GET", "/api/v1/projects/{project_id}/queue/next/")
+    leased = leased.json()
     assert len(leased) == 3
     assert all(item["reason"] in {"uncertain", "suspect", "random"} for item in leased)
     assert all(item["suggestion"] is not None for item in leased)
