@@ -48,7 +48,7 @@ from training.serving import (
     onnxruntime_available,
     write_onnx,
 )
-from training.train import TrainedModel
+from training.trained_model import TrainedModel
 
 try:
     import torch
