@@ -48,8 +48,10 @@ test: install services
 contract: install
 	bin/contract
 
+# Ruff, then the import contracts of .importlinter (make test checks them too: tests/test_import_contracts.py).
 lint: install
 	$(BIN)/ruff check annotator training tests bench clients
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy training clients/python/src

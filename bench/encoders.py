@@ -4,7 +4,7 @@
                              [--f1-max-length 256] [--train-per-label 100] [--test-per-label 60]
 
 Backends: PyTorch fp32, PyTorch dynamic INT8 (per-channel Linear weights), ONNX Runtime fp32 and
-ONNX Runtime dynamic INT8 (training/serving.py). Throughput: texts per second embedding BBC articles
+ONNX Runtime dynamic INT8 (training/backends.py). Throughput: texts per second embedding BBC articles
 truncated to each length (articles are longer than 256 tokens, so every batch is full length),
 after one warm-up batch. Accuracy: a frozen-encoder head is trained on fp32 embeddings of a train
 split (training.train, mode "frozen"), then the test split is embedded by each backend and scored
@@ -22,9 +22,9 @@ from _bbc import CACHE, markdown_table, write_results
 from sklearn.metrics import accuracy_score, f1_score
 
 from training.artifacts import Predictor
+from training.backends import BACKENDS, ONNX_FILES, build_runner, export_onnx, quantize_onnx
 from training.data import BBC_LABELS, load_bbc_news, stratified_sample, stratified_split
 from training.encoder import EmbeddingCache, Encoder, EncoderConfig
-from training.serving import BACKENDS, ONNX_FILES, build_runner, export_onnx, quantize_onnx
 from training.train import TrainConfig, train_classifier
 
 

@@ -29,10 +29,12 @@ from sklearn.metrics import f1_score
 
 from training.data import BBC_LABELS, load_bbc_news, stratified_sample, stratified_split
 from training.encoder import EmbeddingCache, Encoder, EncoderConfig
+from training.modes import FINE_TUNE_MODES
+from training.modes import MODES as TRAINING_MODES
 from training.train import TrainConfig, train_classifier
 
-MODES = ["logreg", "frozen", "gradual", "full", "lora"]
-FINE_TUNE_MODES = {"gradual", "full", "lora"}
+# The training modes plus a scikit-learn logistic regression on frozen embeddings as the floor.
+MODES = ["logreg", *(mode for mode in TRAINING_MODES if mode != "auto")]
 
 
 def run_one(

@@ -39,16 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from training.encoder import Encoder, EncoderConfig, TokenStats, model_config
-from training.heads import TextClassifier, decide, decode_labels, head_logits, probabilities
-from training.serving import (
+from training.backends import (
     BACKENDS,
     ONNX_FILES,
     build_runner,
     onnxruntime_available,
     write_onnx,
 )
-from training.train import TrainedModel
+from training.encoder import Encoder, EncoderConfig, TokenStats, model_config
+from training.heads import TextClassifier, decide, decode_labels, head_logits, probabilities
+from training.trained_model import TrainedModel
 
 try:
     import torch

@@ -51,6 +51,8 @@ import numpy as np
 from scipy.spatial.distance import cdist, jensenshannon
 from scipy.stats import binomtest, chi2_contingency, ks_2samp
 
+from training.query import confidence_scores
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _REPLACEMENT = re.compile("\ufffd")
 _NUL = re.compile("\x00")
@@ -130,12 +132,6 @@ def malformed_text_counts(texts: Sequence[str]) -> dict[str, int]:
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def _confidence(probs: np.ndarray, multi_label: bool) -> np.ndarray:
-    if multi_label:
-        return np.maximum(probs, 1.0 - probs).mean(axis=1)
-    return probs.max(axis=1)
 
 
 def _class_counts(probs: np.ndarray, multi_label: bool) -> np.ndarray:
@@ -397,7 +393,7 @@ def build_drift_reference(
         raise ValueError(f"probs must have shape (n, {len(names)}), got {p.shape}")
     rng = np.random.default_rng(seed)
     n = p.shape[0]
-    confidences = _confidence(p, multi_label)
+    confidences = confidence_scores(p, multi_label=multi_label)
     if n > max_confidences:
         confidences = rng.choice(confidences, size=max_confidences, replace=False)
     reference = DriftReference(
@@ -958,7 +954,7 @@ def drift_window(
 
     counts = _class_counts(p, reference.multi_label)
     class_shift, class_test = _class_signal(reference, counts, cfg)
-    confidence = _confidence(p, reference.multi_label)
+    confidence = confidence_scores(p, multi_label=reference.multi_label)
     confidence_shift, confidence_test = _confidence_signal(reference, confidence, cfg)
     tests = [class_test, confidence_test]
     embedding_drift: dict[str, Any] | None = None

@@ -178,35 +178,6 @@ def evaluate(
     return result
 
 
-def aggregate_over_seeds(
-    results: Sequence[Mapping[str, Any]], keys: Sequence[str] = ("macro_f1", "accuracy", "ece")
-) -> dict[str, dict[str, float]]:
-    """Mean and standard deviation of scalar metrics over runs with different seeds.
-
-    Parameters
-    ----------
-    results : sequence of dicts from :func:`evaluate`
-    keys : metric names to aggregate; a key missing or ``None`` in a run is skipped for that run.
-
-    Returns
-    -------
-    dict
-        ``{key: {"mean": float, "std": float, "n": int}}`` for every key present in at least one run
-        (``std`` is the sample standard deviation, 0.0 for a single run).
-    """
-    out: dict[str, dict[str, float]] = {}
-    for key in keys:
-        values = np.array([r[key] for r in results if r.get(key) is not None], dtype=np.float64)
-        if values.size == 0:
-            continue
-        out[key] = {
-            "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
-            "n": int(values.size),
-        }
-    return out
-
-
 # --------------------------------------------------------------------------------------------- bootstrap
 
 

@@ -62,6 +62,32 @@ def margin_scores(probs: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - (top2[:, 0] - top2[:, 1]), 0.0, 1.0)
 
 
+def confidence_scores(probs: np.ndarray, *, multi_label: bool = False) -> np.ndarray:
+    """How sure the model is of its decision: the one definition of "confidence" in Relabel.
+
+    The queue, the prediction API, the drift reference and the drift windows all report this number.
+
+    Parameters
+    ----------
+    probs : np.ndarray, shape (n, k)
+        Softmax rows (single-label) or independent sigmoids (multi-label).
+    multi_label : bool
+
+    Returns
+    -------
+    np.ndarray, shape (n,)
+        Single-label: the top class's probability, in ``[1/k, 1]``. Multi-label: the mean over classes of
+        ``max(p, 1 - p)``, the probability of the decision taken on each class, in ``[0.5, 1]`` (with one
+        class it is a binary model's top-class probability, so both tasks read alike). 1 when ``k = 0``.
+    """
+    p = _as_probs(probs)
+    if p.shape[1] == 0:
+        return np.ones(p.shape[0])
+    if multi_label:
+        return np.maximum(p, 1.0 - p).mean(axis=1)
+    return p.max(axis=1)
+
+
 def least_confidence_scores(probs: np.ndarray) -> np.ndarray:
     """One minus the top-class probability.
 
@@ -73,8 +99,7 @@ def least_confidence_scores(probs: np.ndarray) -> np.ndarray:
     -------
     np.ndarray, shape (n,), in [0, 1 - 1/k]
     """
-    p = _as_probs(probs)
-    return 1.0 - p.max(axis=1) if p.shape[1] else np.zeros(p.shape[0])
+    return 1.0 - confidence_scores(probs)
 
 
 def multilabel_uncertainty_scores(probs: np.ndarray) -> np.ndarray:
@@ -125,10 +150,7 @@ def multilabel_least_confidence_scores(probs: np.ndarray) -> np.ndarray:
     -------
     np.ndarray, shape (n,), in [0, 1]
     """
-    p = _as_probs(probs)
-    if p.shape[1] == 0:
-        return np.zeros(p.shape[0])
-    return np.clip(2.0 * (1.0 - np.maximum(p, 1.0 - p).mean(axis=1)), 0.0, 1.0)
+    return np.clip(2.0 * (1.0 - confidence_scores(probs, multi_label=True)), 0.0, 1.0)
 
 
 STRATEGIES: dict[str, Scorer] = {
@@ -192,19 +214,21 @@ def uncertainty_summary(probs: np.ndarray, *, multi_label: bool = False) -> dict
     Returns
     -------
     dict of str to np.ndarray, each shape (n,)
-        Single-label: ``predicted`` (argmax), ``confidence`` (top probability), ``entropy``, ``margin``
-        and ``least_confidence`` scores. Multi-label: ``confidence`` (mean of ``max(p, 1 - p)``) and
-        ``entropy`` (mean binary entropy).
+        ``confidence`` (:func:`confidence_scores`) and the task's ``entropy``, ``margin`` and
+        ``least_confidence`` strategy scores (higher = more worth labeling; see ``STRATEGIES``); single-label
+        also ``predicted`` (argmax).
     """
     p = _as_probs(probs)
     if multi_label:
         return {
-            "confidence": np.maximum(p, 1.0 - p).mean(axis=1) if p.shape[1] else np.ones(p.shape[0]),
+            "confidence": confidence_scores(p, multi_label=True),
             "entropy": multilabel_uncertainty_scores(p),
+            "margin": multilabel_margin_scores(p),
+            "least_confidence": multilabel_least_confidence_scores(p),
         }
     return {
         "predicted": p.argmax(axis=1),
-        "confidence": p.max(axis=1),
+        "confidence": confidence_scores(p),
         "entropy": entropy_scores(p),
         "margin": margin_scores(p),
         "least_confidence": least_confidence_scores(p),

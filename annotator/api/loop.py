@@ -34,6 +34,7 @@ from annotator.services import models as model_services
 from annotator.services import noise as noise_services
 from annotator.services import production as production_services
 from annotator.services import queue as queue_services
+from training.modes import MODES
 
 # The serving version's files are missing, changed, or lead outside ARTIFACT_DIR.
 UNUSABLE_MODEL = {503: ErrorsOut}
@@ -92,7 +93,7 @@ class QueueHeartbeatApi(APIView):
 class TrainApi(APIView):
     @extend_schema(
         request=inline_serializer("TrainIn", {
-            "mode": serializers.ChoiceField(choices=["auto", "frozen", "gradual", "full", "lora"], required=False),
+            "mode": serializers.ChoiceField(choices=list(MODES), required=False),
             "seeds": serializers.IntegerField(required=False, min_value=1, max_value=5),
         }),
         responses={202: TrainOut, **ERRORS, 409: TrainConflictOut},

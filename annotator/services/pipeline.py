@@ -531,18 +531,12 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
 
 
 def _uncertainty(probs: np.ndarray, multi: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """confidence, normalised entropy, margin (best minus second best) per row."""
-    from training.query import entropy_scores, multilabel_uncertainty_scores
+    """confidence, normalised entropy, margin (best minus second best; multi-label: twice the distance of the
+    most undecided class from 0.5) per row, from training's one summary."""
+    from training.query import uncertainty_summary
 
-    if multi:
-        confidence = np.abs(probs - 0.5).mean(axis=1) * 2
-        entropy = multilabel_uncertainty_scores(probs)
-        margin = np.abs(probs - 0.5).min(axis=1) * 2
-        return confidence, entropy, margin
-    ordered = np.sort(probs, axis=1)
-    confidence = ordered[:, -1]
-    margin = ordered[:, -1] - (ordered[:, -2] if probs.shape[1] > 1 else 0.0)
-    return confidence, entropy_scores(probs), margin
+    summary = uncertainty_summary(probs, multi_label=multi)
+    return summary["confidence"], summary["entropy"], 1.0 - summary["margin"]
 
 
 def score_rows(version: ModelVersion, example_ids: list[int], probs: np.ndarray, predicted: list[Any],

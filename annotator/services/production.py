@@ -38,17 +38,19 @@ def serving_version(project: Project) -> ModelVersion | None:
 
 
 def _predictions_out(prediction: Any, names: list[str], multi: bool) -> list[dict[str, Any]]:
+    from training.query import confidence_scores
+
+    confidence = confidence_scores(prediction.probs, multi_label=multi)
     out = []
     for i, probs in enumerate(prediction.probs):
         row: dict[str, Any] = {"probs": {name: round(float(p), 6) for name, p in zip(names, probs, strict=True)}}
         if multi:
             row["labels"] = list(prediction.labels[i])
             row["label"] = None
-            row["confidence"] = round(float(np.abs(probs - 0.5).mean() * 2), 6)
         else:
             row["label"] = prediction.labels[i]
             row["labels"] = [prediction.labels[i]]
-            row["confidence"] = round(float(probs.max()), 6)
+        row["confidence"] = round(float(confidence[i]), 6)
         out.append(row)
     return out
 

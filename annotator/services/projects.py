@@ -12,11 +12,11 @@ from django.db import transaction
 from annotator.errors import InvalidInput
 from annotator.models import LabelClass, Membership, Project, Role, Task
 from annotator.services.examples import unicode_problem
+from training.modes import MODES as TRAIN_MODES
 
 MAX_LABELS = 1000
 MAX_LABEL_NAME = 100
 QUEUE_REASONS = ("uncertain", "suspect", "drift", "random")
-TRAIN_MODES = ("auto", "frozen", "gradual", "full", "lora")
 QUERY_STRATEGIES = ("entropy", "margin", "least_confidence", "random")
 DRIFT_REFERENCES = ("pool", "production_baseline")
 PROMOTION_POLICIES = ("auto", "manual")

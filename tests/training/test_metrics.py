@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from training.metrics import (
-    aggregate_over_seeds,
     bootstrap_weights,
     ece_interval,
     evaluate,
@@ -85,14 +84,6 @@ def test_mismatched_inputs_are_refused() -> None:
         evaluate(np.array([0, 7]), np.array([0, 1]), NAMES)
     with pytest.raises(ValueError):
         evaluate(np.array([0, 1]), np.array([0, 1]), NAMES, slices={"bad": np.array([True])})
-
-
-def test_seed_aggregation() -> None:
-    runs = [{"macro_f1": 0.8, "accuracy": 0.9}, {"macro_f1": 0.9, "accuracy": 0.9, "ece": 0.05}]
-    summary = aggregate_over_seeds(runs)
-    assert summary["macro_f1"]["mean"] == pytest.approx(0.85)
-    assert summary["macro_f1"]["std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
-    assert summary["ece"] == {"mean": 0.05, "std": 0.0, "n": 1}
 
 
 # --- bootstrap intervals and the paired comparison -------------------------------------------------------------

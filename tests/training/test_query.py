@@ -6,9 +6,12 @@ from hypothesis.extra.numpy import arrays
 
 from training.query import (
     STRATEGIES,
+    confidence_scores,
     entropy_scores,
     least_confidence_scores,
     margin_scores,
+    multilabel_least_confidence_scores,
+    multilabel_margin_scores,
     multilabel_uncertainty_scores,
     random_batch,
     rank_by_uncertainty,
@@ -148,6 +151,29 @@ def test_uncertainty_summary_matches_the_single_scores() -> None:
     np.testing.assert_allclose(summary["margin"], margin_scores(probs))
     np.testing.assert_allclose(summary["confidence"], 1 - least_confidence_scores(probs))
     assert summary["predicted"].tolist() == probs.argmax(axis=1).tolist()
-    multi = uncertainty_summary(np.array([[0.9, 0.5]]), multi_label=True)
-    assert multi["confidence"][0] == pytest.approx(0.7)
-    assert set(multi) == {"confidence", "entropy"}
+    multi_probs = np.array([[0.9, 0.5], [0.2, 0.1]])
+    multi = uncertainty_summary(multi_probs, multi_label=True)
+    np.testing.assert_allclose(multi["confidence"], [0.7, 0.85])
+    np.testing.assert_allclose(multi["margin"], multilabel_margin_scores(multi_probs))
+    np.testing.assert_allclose(multi["least_confidence"], multilabel_least_confidence_scores(multi_probs))
+    assert set(multi) == {"confidence", "entropy", "margin", "least_confidence"}
+
+
+@given(prob_matrices())
+@settings(max_examples=50, deadline=None)
+def test_confidence_is_one_minus_least_confidence_in_both_tasks(probs: np.ndarray) -> None:
+    # Given softmax rows, and the same numbers read as independent sigmoids
+    single = confidence_scores(probs)
+    multi = confidence_scores(probs, multi_label=True)
+
+    # Then confidence is the top probability, or the mean probability of each class's decision
+    np.testing.assert_allclose(single, probs.max(axis=1))
+    np.testing.assert_allclose(1.0 - single, least_confidence_scores(probs))
+    assert np.all((multi >= 0.5) & (multi <= 1.0))
+    np.testing.assert_allclose(2.0 * (1.0 - multi), multilabel_least_confidence_scores(probs), atol=1e-12)
+
+
+def test_a_one_class_multi_label_confidence_reads_like_a_binary_top_probability() -> None:
+    sigmoid = np.array([[0.8], [0.3]])
+    binary = np.hstack([sigmoid, 1 - sigmoid])
+    np.testing.assert_allclose(confidence_scores(sigmoid, multi_label=True), confidence_scores(binary))

@@ -8,15 +8,9 @@ import torch
 
 from training import artifacts, serving
 from training.artifacts import Predictor, load_artifact, save_artifact
+from training.backends import BACKENDS, build_runner, export_onnx, quantize_int8
 from training.encoder import EncoderConfig
-from training.serving import (
-    BACKENDS,
-    build_runner,
-    choose_serving_backend,
-    export_onnx,
-    pick_backend,
-    quantize_int8,
-)
+from training.serving import choose_serving_backend, pick_backend
 from training.train import TrainConfig, TrainedModel, train_classifier
 
 TEXTS = [
