@@ -169,10 +169,6 @@ def example_detail(example: Example, *, user: AbstractBaseUser, role: str) -> tu
     return example, list(history)
 
 
-def current_label_names(example: Example) -> list[str]:
-    return [link.label.name for link in example.current_labels.all()]
-
-
 # --- export -------------------------------------------------------------------------------------------
 EXPORT_CHUNK = 2000
 
