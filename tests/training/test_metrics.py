@@ -121,6 +121,25 @@ def test_intervals_hold_the_point_value_and_narrow_with_more_examples() -> None:
     assert widths[1] < widths[0] / 3
 
 
+def test_small_held_out_sets_get_intervals_that_hold_the_true_figure_95_times_in_100() -> None:
+    # A population of 20,000 predictions at about 0.86 macro-F1 over 5 classes; held-out sets of 30 drawn
+    # from it, as a young project has. Percentile intervals held the true figure in 374 of these 400 draws
+    # (93.5%): F1's resampled values lean low on small sets. BCa: 384 (96%).
+    k, names = 5, list("abcde")
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, k, 20_000)
+    pred = np.where(rng.random(20_000) < 0.83, y, rng.integers(0, k, 20_000))
+    true = evaluate(y, pred, names)["macro_f1"]
+
+    covered = 0
+    for _ in range(400):
+        rows = rng.choice(len(y), 30, replace=False)
+        low, high = metric_intervals(y[rows], pred[rows], names, n_boot=500)["macro_f1"]
+        covered += low <= true <= high
+
+    assert covered / 400 >= 0.95
+
+
 def test_a_bootstrap_of_one_resample_of_everything_gives_sklearns_figures() -> None:
     from training.metrics import _resampled_counts, _resampled_scores
 
