@@ -44,6 +44,7 @@ import numpy as np
 from django.db.models import Min
 
 from annotator.models import Annotation, AnnotationKind, Project, QueueItem
+from annotator.services.bulk import in_chunks
 
 HOLDOUT_SHARE = 0.2
 HOLDOUT_MAX = 2000
@@ -62,11 +63,27 @@ def holdout_hash(example_id: int) -> float:
     return int(digest[:16], 16) / 2.0**64
 
 
-def label_origins(project: Project) -> dict[int, str]:
-    """How each labeled example of the project got its first label: ``import``, ``random`` (a random queue
-    item), ``queue:<reason>`` (another queue reason) or the annotation kind (``label``, ``review``...) for a
-    label given outside the queue."""
-    first = Annotation.objects.filter(example__project=project).values("example_id").annotate(first=Min("id"))
+def label_origins(project: Project, example_ids: Sequence[int] | None = None) -> dict[int, str]:
+    """How each labeled example of the project (or of ``example_ids``) got its first label: ``import``,
+    ``random`` (a random queue item), ``queue:<reason>`` (another queue reason) or the annotation kind
+    (``label``, ``review``...) for a label given outside the queue."""
+    if example_ids is not None:
+        out: dict[int, str] = {}
+        for chunk in in_chunks(example_ids):
+            out.update(_origins(Annotation.objects.filter(example__project=project, example_id__in=chunk)))
+        return out
+    return _origins(Annotation.objects.filter(example__project=project))
+
+
+def held_out_ids(project: Project, example_ids: Sequence[int], cut: float) -> set[int]:
+    """Which of these labeled examples are in the holdout (eligible by their first label, hash below ``cut``)."""
+    hashed = [pk for pk in example_ids if holdout_hash(pk) < cut]
+    origins = label_origins(project, hashed) if hashed else {}
+    return {pk for pk in hashed if origins.get(pk) in ELIGIBLE_ORIGINS}
+
+
+def _origins(annotations: Any) -> dict[int, str]:
+    first = annotations.values("example_id").annotate(first=Min("id"))
     rows = Annotation.objects.filter(id__in=first.values("first")).values_list(
         "example_id", "kind", "queue_item__reason")
     origins = {}

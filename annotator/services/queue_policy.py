@@ -32,7 +32,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from annotator.models import ExampleScore, Job, ModelVersion, Project, QueueItem
-from annotator.services.holdout import holdout_cut, reserved_for_holdout
+from annotator.services.holdout import held_out_ids, holdout_cut, reserved_for_holdout
 from annotator.services.jobs import Heartbeat, job_create, job_fail, job_finish, stale_before
 from annotator.services.queue import queue_add_many
 from annotator.services.stability import version_stability_update
@@ -294,7 +294,7 @@ def pick_items(project: Project, version: ModelVersion,
         else:
             state["ranking"] = "mix"
     if state["ranking"] == "mix":
-        picked["suspect"] = _suspects(scores, quota.get("suspect", 0), show=show)
+        picked["suspect"] = _suspects(project, version, scores, quota.get("suspect", 0), show=show)
         taken.update(eid for eid, _, _ in picked["suspect"])
         pool = [r for r in unlabeled if r[0] not in taken]
         n_uncertain = min(quota.get("uncertain", 0), len(pool))
@@ -315,19 +315,29 @@ def pick_items(project: Project, version: ModelVersion,
     return picked, state
 
 
-def _suspects(scores: Any, n: int, *, show: bool) -> list[Item]:
-    """Flagged labeled examples that people have not settled, worst label quality first."""
+def _suspects(project: Project, version: ModelVersion, scores: Any, n: int, *, show: bool) -> list[Item]:
+    """Flagged labeled examples that people have not settled: held-out ones first, then worst label quality
+    first.
+
+    A wrong held-out label skews the figure of every version measured on it (and the promotion decisions
+    taken on them), where a wrong training label is one of many: test sets are cleaned first (Northcutt,
+    Athalye and Mueller 2021 found label errors in the test sets of ten common benchmarks large enough to
+    reorder the models ranked on them)."""
     if n <= 0:
         return []
     rows = list(scores.filter(is_issue=True, example__settled=False).exclude(example__label_source="")
                 .order_by("label_quality", "example_id")
-                .values_list("example_id", "label_quality", "suggested_label")[:n])
+                .values_list("example_id", "label_quality", "suggested_label"))
+    held = held_out_ids(project, [row[0] for row in rows], holdout_cut(version.metrics))
+    rows.sort(key=lambda row: row[0] not in held)  # stable: quality order within each group
     out = []
-    for example_id, quality, suggested in rows:
+    for example_id, quality, suggested in rows[:n]:
         quality = quality or 0.0
         explanation = f"label quality {quality:.2f}"
         explanation += f"{SUGGESTS}{suggested or '?'}" if show else DOUBTS
-        out.append((example_id, 1.0 - quality, explanation))
+        if example_id in held:
+            explanation = f"held-out label in doubt (every version is measured on it); {explanation}"
+        out.append((example_id, (2.0 if example_id in held else 1.0) - quality, explanation))
     return out
 
 

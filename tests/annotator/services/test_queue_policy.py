@@ -160,6 +160,26 @@ def test_settled_examples_are_never_picked_as_suspects(project, admin, annotator
     assert {eid for eid, _, _ in picked["suspect"]} == {e.id for e in labeled[4:]}
 
 
+def test_held_out_suspects_are_rechecked_first(project, admin):
+    labeled = _examples(project, admin, 30, labeled=True, prefix="l")  # imported: eligible for the holdout
+    held = [e for e in labeled if holdout_hash(e.id) < HOLDOUT_SHARE]
+    trained = [e for e in labeled if holdout_hash(e.id) >= HOLDOUT_SHARE]
+    assert held and len(trained) >= 2
+    version = _version(project, n_labeled=100, holdout_cut=HOLDOUT_SHARE)
+    # the training-side flags look worse than the held-out one
+    _scores(version, trained[:2], np.tile([0.1, 0.9], (2, 1)), is_issue=True, label_quality=0.05,
+            suggested_label="negative")
+    _scores(version, held[:1], np.tile([0.3, 0.7], (1, 1)), is_issue=True, label_quality=0.4,
+            suggested_label="negative")
+
+    picked, _ = pick_items(project, version, {"suspect": 2})
+
+    first, second = picked["suspect"]
+    assert first[0] == held[0].id and first[2].startswith("held-out label in doubt")
+    assert first[1] > second[1]  # and it leads the suspects within a lease too
+    assert second[0] in {e.id for e in trained[:2]} and not second[2].startswith("held-out")
+
+
 def test_suspect_explanations_do_not_name_the_suggestion_when_suggestions_are_hidden(project, admin):
     project_update_settings(project=project, settings={"show_suggestions": False})
     labeled = _examples(project, admin, 2, labeled=True, prefix="l")
