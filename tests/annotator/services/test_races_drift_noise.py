@@ -227,7 +227,8 @@ def test_a_suspect_queued_while_suggestions_showed_does_not_name_it_once_they_ar
     # Then neither the explanation nor the suggestion names the suggested label
     assert item["reason"] == "suspect" and item["suggestion"] is None
     assert "negative" not in item["explanation"]
-    assert item["explanation"] == "label quality 0.20; the detector doubts this label"
+    # (a held-out example's explanation says so first, whatever its id hashes to)
+    assert item["explanation"].endswith("label quality 0.20; the detector doubts this label")
 
 
 # --- the noise report after a relabel to the suggestion --------------------------------------------------------
