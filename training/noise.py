@@ -138,7 +138,7 @@ def find_noise(
     labels : np.ndarray, shape (n,) int in [0, k)
         The given (possibly wrong) labels.
     oos_probs : np.ndarray, shape (n, k)
-        Out-of-sample predicted probabilities (rows sum to 1), e.g. from :func:`training.cv.oos_probs_frozen`.
+        Out-of-sample predicted probabilities (rows sum to 1), e.g. from :func:`training.cv_logistic.oos_probs_frozen`.
     label_names : sequence of str, length k
     filter_by : str
         cleanlab's flagging rule (``"prune_by_noise_rate"``, ``"prune_by_class"``, ``"both"``,

@@ -472,7 +472,7 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
     """
     views_metrics: dict[str, Any] | None = None
     if multi:
-        from training.cv import oos_probs_frozen_multilabel
+        from training.cv_logistic import oos_probs_frozen_multilabel
         from training.noise import find_noise_multilabel
 
         y = _label_matrix(snapshot.labels, names, True)
@@ -481,13 +481,10 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
         report = find_noise_multilabel(label_lists, probs, names)
         suggested = [",".join(names[j] for j in np.flatnonzero(p >= 0.5)) for p in probs]
     else:
-        from training.cv import (
-            FINETUNE_CPU_MAX_EXAMPLES,
-            finetune_affordable,
-            label_noise_views,
-            weighted_ensemble,
-        )
+        from training.cv_finetuned import FINETUNE_CPU_MAX_EXAMPLES, finetune_affordable
+        from training.ensemble import weighted_ensemble
         from training.noise import find_noise
+        from training.noise_views import label_noise_views
         from training.train import TrainConfig
 
         y = _label_matrix(snapshot.labels, names, False)
