@@ -195,7 +195,7 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     reporter(0.015, "loading", "loading the ML libraries", force=True)
     from annotator.services.holdout import holdout_reason
     from training.artifacts import Predictor, load_artifact, save_artifact
-    from training.drift import build_drift_reference
+    from training.drift_reference import build_drift_reference
     from training.encoder import Encoder
     from training.heads import probabilities
     from training.serving import choose_serving_backend
