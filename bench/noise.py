@@ -80,7 +80,7 @@ def load_corpus(
         return data.texts, data.labels, data.embeddings.astype(np.float64), data.label_names
     if name != "headlines":
         raise SystemExit(f"unknown corpus {name!r}: full or headlines")
-    from training.encoder import EmbeddingCache
+    from training.embedding_cache import EmbeddingCache
 
     seen: set[str] = set()
     texts: list[str] = []

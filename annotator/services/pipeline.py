@@ -173,7 +173,7 @@ def _encoder_config(project: Project):  # noqa: ANN202
 
 
 def _embedding_cache():  # noqa: ANN202
-    from training.encoder import EmbeddingCache
+    from training.embedding_cache import EmbeddingCache
 
     path = Path(settings.EMBEDDING_CACHE_DIR)
     path.mkdir(parents=True, exist_ok=True)
