@@ -191,7 +191,7 @@ def agreement_report(project: Project, example_ids: list[int], *, sample_ids: li
     consensus (:func:`training.noise.answer_agreement`), next to their CROWDLAB quality and agreement with
     the CROWDLAB consensus as the last training stored them (``Membership``)."""
     from annotator.services.consensus import member_quality
-    from training.noise import answer_agreement
+    from training.multiannotator import answer_agreement
 
     wanted = set(example_ids) | set(sample_ids)
     latest: dict[int, dict[str, tuple[str, ...]]] = defaultdict(dict)

@@ -42,7 +42,8 @@ class BBCData:
 
 def load_bbc(*, max_length: int = 256, pooling: str = "mean", limit_per_label: int | None = None) -> BBCData:
     """BBC texts, integer labels and (cached) MiniLM embeddings under the given preprocessing."""
-    from training.encoder import EmbeddingCache, Encoder, EncoderConfig
+    from training.embedding_cache import EmbeddingCache
+    from training.encoder import Encoder, EncoderConfig
 
     texts, names = load_bbc_news(limit_per_label=limit_per_label)
     index = {name: i for i, name in enumerate(BBC_LABELS)}

@@ -21,7 +21,7 @@ with three references:
 - ``labeled split``: the validation split alone (what versions kept before; still the fallback);
 - ``scored pool``: what ``services.drift_reference.drift_reference_update`` builds: a sample of up to 2,000
   of the remaining pool scored by the model, combined with the labeled split weighted by the labeled share
-  (``training.drift.combine_drift_references``);
+  (``training.drift_reference.combine_drift_references``);
 - ``pool alone``: the same pool sample without the labeled stratum (to show why it is there).
 
 In-domain windows are drawn from production; shifted windows mix in a share of the unseen topic.
@@ -49,13 +49,9 @@ from sklearn.linear_model import LogisticRegression
 
 from training.calibration import apply_temperature, fit_temperature
 from training.data import stratified_split
-from training.drift import (
-    DriftConfig,
-    DriftReference,
-    build_drift_reference,
-    combine_drift_references,
-    drift_window,
-)
+from training.drift import drift_window
+from training.drift_reference import DriftReference, build_drift_reference, combine_drift_references
+from training.drift_signals import DriftConfig
 from training.query import select_batch
 
 #: ``DriftResult.tests`` names -> words in the table.

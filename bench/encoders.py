@@ -24,7 +24,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from training.artifacts import Predictor
 from training.backends import BACKENDS, ONNX_FILES, build_runner, export_onnx, quantize_onnx
 from training.data import BBC_LABELS, load_bbc_news, stratified_sample, stratified_split
-from training.encoder import EmbeddingCache, Encoder, EncoderConfig
+from training.embedding_cache import EmbeddingCache
+from training.encoder import Encoder, EncoderConfig
 from training.train import TrainConfig, train_classifier
 
 

@@ -55,7 +55,8 @@ def main() -> None:
     if args.threads:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)
-    from training.health import conflicting_duplicates, dataset_health
+    from training.duplicates import conflicting_duplicates
+    from training.health import dataset_health
 
     results = []
     for n in args.n:

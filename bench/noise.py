@@ -22,9 +22,9 @@ Noise kinds, ``--noise`` of the labels flipped:
 The cross-validated model is the mean of 5-fold logistic regression on the frozen embeddings (C=1) and
 on TF-IDF n-grams (C=10), so the flips are not tailored to fool one family of views.
 
-Out-of-sample probabilities (``training.cv.label_noise_views``, one shared set of 5 stratified folds per
+Out-of-sample probabilities (``training.noise_views.label_noise_views``, one shared set of 5 stratified folds per
 seed): ``frozen_lr``, ``knn``, ``tfidf`` and, with ``--finetune``, ``finetuned`` (full fine-tuning per fold;
-hours on 2 CPU cores, minutes on a GPU). Mixed by ``training.cv.weighted_ensemble`` (weights minimising the
+hours on 2 CPU cores, minutes on a GPU). Mixed by ``training.ensemble.weighted_ensemble`` (weights minimising the
 mixture's out-of-fold log loss): the product's detector. For comparison: ``today``, the detector before
 the views (the plain mean of logistic regression with C by 3-fold CV and kNN with 10 neighbours), and the
 equal-weight mean of the views.
@@ -44,15 +44,12 @@ import numpy as np
 from _bbc import CACHE, load_bbc, markdown_table, write_results
 from sklearn.metrics import roc_auc_score
 
-from training.cv import (
-    ensemble_probs,
-    label_noise_views,
-    oos_probs_frozen,
-    oos_probs_knn,
-    oos_probs_tfidf,
-    weighted_ensemble,
-)
+from training.cv_knn import oos_probs_knn
+from training.cv_logistic import oos_probs_frozen
+from training.cv_tfidf import oos_probs_tfidf
+from training.ensemble import ensemble_probs, weighted_ensemble
 from training.noise import find_noise
+from training.noise_views import label_noise_views
 
 METRICS = ("precision_at_k", "auroc", "precision", "recall", "seconds")
 CORPUS_NAMES = {"full": "BBC full text", "headlines": "BBC headlines only"}
@@ -83,7 +80,7 @@ def load_corpus(
         return data.texts, data.labels, data.embeddings.astype(np.float64), data.label_names
     if name != "headlines":
         raise SystemExit(f"unknown corpus {name!r}: full or headlines")
-    from training.encoder import EmbeddingCache
+    from training.embedding_cache import EmbeddingCache
 
     seen: set[str] = set()
     texts: list[str] = []

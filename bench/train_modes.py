@@ -28,7 +28,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
 from training.data import BBC_LABELS, load_bbc_news, stratified_sample, stratified_split
-from training.encoder import EmbeddingCache, Encoder, EncoderConfig
+from training.embedding_cache import EmbeddingCache
+from training.encoder import Encoder, EncoderConfig
 from training.modes import FINE_TUNE_MODES
 from training.modes import MODES as TRAINING_MODES
 from training.train import TrainConfig, train_classifier

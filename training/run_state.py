@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from training.encoder import EmbeddingCache, Encoder
+from training.embedding_cache import EmbeddingCache
+from training.encoder import Encoder
 from training.heads import TextClassifier
 from training.train_config import TrainConfig
 

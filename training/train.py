@@ -33,7 +33,8 @@ from sklearn.metrics import accuracy_score, precision_recall_curve
 
 from training.calibration import CalibrationReport, calibration_report, thresholds_for_logits
 from training.data import stratified_split
-from training.encoder import EmbeddingCache, Encoder
+from training.embedding_cache import EmbeddingCache
+from training.encoder import Encoder
 from training.finetune import train_finetune
 from training.frozen import MIN_PER_HEAD_FOLD, crossfit_folds, train_frozen
 from training.heads import TASKS, TextClassifier, decide, encode_labels, head_logits, macro_f1, probabilities

@@ -105,7 +105,7 @@ def consensus_update(
     p = np.asarray(probs, dtype=np.float64)
     if p.shape != (len(example_ids), len(names)):
         raise ValueError(f"probs must have shape ({len(example_ids)}, {len(names)}), got {p.shape}")
-    from training.noise import annotator_agreement
+    from training.multiannotator import annotator_agreement
 
     index = {name: i for i, name in enumerate(names)}
     votes = votes_of(list(example_ids))
@@ -197,7 +197,7 @@ def activelab_candidates(
     """
     if n <= 0 or project.is_multi_label:
         return []
-    from training.noise import activelab_scores
+    from training.multiannotator import activelab_scores
 
     names = list(project.label_classes.order_by("position").values_list("name", flat=True))
     index = {name: i for i, name in enumerate(names)}

@@ -71,7 +71,7 @@ class ChosenReference:
 
 
 def _load(stem: Path) -> Any | None:
-    from training.drift import DriftReference
+    from training.drift_reference import DriftReference
 
     # The JSON half is written last (see _save), so its presence means the pair is complete.
     if not stem.with_suffix(".json").exists():
@@ -126,7 +126,7 @@ def drift_reference_update(*, version: ModelVersion) -> dict[str, Any] | None:
     split stays the reference).
     """
     from annotator.services.pipeline import load_pool_embeddings
-    from training.drift import DriftReference, build_drift_reference, combine_drift_references
+    from training.drift_reference import DriftReference, build_drift_reference, combine_drift_references
 
     project = version.project
     rows = list(
@@ -190,7 +190,7 @@ def drift_reference_update(*, version: ModelVersion) -> dict[str, Any] | None:
 
 def drift_reference_for(*, version: ModelVersion) -> ChosenReference:
     """The reference the project's ``drift_reference`` setting asks for, or the best fallback there is."""
-    from training.drift import DriftReference
+    from training.drift_reference import DriftReference
 
     setting = version.project.setting("drift_reference")
     directory = version_dir(version)
@@ -230,7 +230,7 @@ def drift_baseline_save(
 
     The files are written when the surrounding transaction commits (with the window rows), so a drift check
     that rolls back leaves no baseline behind that no window names."""
-    from training.drift import build_drift_reference
+    from training.drift_reference import build_drift_reference
 
     description = {
         "kind": "production_baseline",

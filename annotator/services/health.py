@@ -53,7 +53,8 @@ def health_for_version(*, snapshot_example_ids: Sequence[int], texts: Sequence[s
     ``{example_id: reason}`` for every member of a conflict group whose label is not the group's majority
     (every member when there is no majority).
     """
-    from training.health import DEFAULT_THRESHOLD, conflicting_duplicates, dataset_health
+    from training.duplicates import DEFAULT_THRESHOLD, conflicting_duplicates
+    from training.health import dataset_health
 
     ids = [int(i) for i in snapshot_example_ids]
     names = [str(name) for name in names]

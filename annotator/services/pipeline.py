@@ -173,7 +173,7 @@ def _encoder_config(project: Project):  # noqa: ANN202
 
 
 def _embedding_cache():  # noqa: ANN202
-    from training.encoder import EmbeddingCache
+    from training.embedding_cache import EmbeddingCache
 
     path = Path(settings.EMBEDDING_CACHE_DIR)
     path.mkdir(parents=True, exist_ok=True)
@@ -195,7 +195,7 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     reporter(0.015, "loading", "loading the ML libraries", force=True)
     from annotator.services.holdout import holdout_reason
     from training.artifacts import Predictor, load_artifact, save_artifact
-    from training.drift import build_drift_reference
+    from training.drift_reference import build_drift_reference
     from training.encoder import Encoder
     from training.heads import probabilities
     from training.serving import choose_serving_backend
@@ -472,7 +472,7 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
     """
     views_metrics: dict[str, Any] | None = None
     if multi:
-        from training.cv import oos_probs_frozen_multilabel
+        from training.cv_logistic import oos_probs_frozen_multilabel
         from training.noise import find_noise_multilabel
 
         y = _label_matrix(snapshot.labels, names, True)
@@ -481,13 +481,10 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
         report = find_noise_multilabel(label_lists, probs, names)
         suggested = [",".join(names[j] for j in np.flatnonzero(p >= 0.5)) for p in probs]
     else:
-        from training.cv import (
-            FINETUNE_CPU_MAX_EXAMPLES,
-            finetune_affordable,
-            label_noise_views,
-            weighted_ensemble,
-        )
+        from training.cv_finetuned import FINETUNE_CPU_MAX_EXAMPLES, finetune_affordable
+        from training.ensemble import weighted_ensemble
         from training.noise import find_noise
+        from training.noise_views import label_noise_views
         from training.train import TrainConfig
 
         y = _label_matrix(snapshot.labels, names, False)

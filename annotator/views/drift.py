@@ -95,7 +95,7 @@ def reference_spans(windows: list[DriftWindow]) -> list[dict[str, Any]]:
 @login_required
 @require_GET
 def drift(request: HttpRequest, project_id: int) -> HttpResponse:
-    from training.drift import DriftConfig
+    from training.drift_signals import DriftConfig
 
     project = project_or_404(request, project_id, role=Role.REVIEWER)
     windows = page_selectors.drift_windows(project, limit=PLOTTED_WINDOWS)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.noise import activelab_scores, answer_agreement
+from training.multiannotator import activelab_scores, answer_agreement
 
 NAN = np.nan
 

@@ -2,16 +2,11 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from training.cv import (
-    MISSING_CLASS_EPSILON,
-    ensemble_probs,
-    oos_probs,
-    oos_probs_frozen,
-    oos_probs_frozen_multilabel,
-    oos_probs_knn,
-    select_regularization,
-    stratified_folds,
-)
+from training.cv import MISSING_CLASS_EPSILON, oos_probs
+from training.cv_knn import oos_probs_knn
+from training.cv_logistic import oos_probs_frozen, oos_probs_frozen_multilabel, select_regularization
+from training.data import stratified_folds
+from training.ensemble import ensemble_probs
 
 
 @pytest.fixture(scope="module")

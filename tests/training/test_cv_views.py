@@ -11,19 +11,13 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from training.cv import (
-    EMBEDDING_C_GRID,
-    FINETUNE_CPU_MAX_EXAMPLES,
-    finetune_affordable,
-    label_noise_views,
-    log_loss_of,
-    oos_probs_finetuned,
-    oos_probs_knn,
-    oos_probs_logistic,
-    oos_probs_tfidf,
-    tfidf_features,
-    weighted_ensemble,
-)
+from training.cv import log_loss_of
+from training.cv_finetuned import FINETUNE_CPU_MAX_EXAMPLES, finetune_affordable, oos_probs_finetuned
+from training.cv_knn import oos_probs_knn
+from training.cv_logistic import oos_probs_logistic
+from training.cv_tfidf import oos_probs_tfidf, tfidf_features
+from training.ensemble import weighted_ensemble
+from training.noise_views import EMBEDDING_C_GRID, label_noise_views
 
 CLASS_WORDS = [
     ["goal", "striker", "league", "match", "coach", "stadium"],

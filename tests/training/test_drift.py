@@ -7,16 +7,10 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from training.drift import (
-    DriftConfig,
-    DriftReference,
-    build_drift_reference,
-    combine_drift_references,
-    drift_window,
-    holm_bonferroni,
-    malformed_text_counts,
-    sample_novelty,
-)
+from training.drift import drift_window
+from training.drift_reference import DriftReference, build_drift_reference, combine_drift_references
+from training.drift_signals import DriftConfig, holm_bonferroni, sample_novelty
+from training.drift_text import malformed_text_counts
 from training.query import entropy_scores
 
 NAMES = ["business", "sport", "tech", "politics"]

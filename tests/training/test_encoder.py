@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.encoder import EmbeddingCache, Encoder, EncoderConfig, text_key
+from training.embedding_cache import EmbeddingCache, text_key
+from training.encoder import Encoder, EncoderConfig
 
 TEXTS = [
     "Short.",

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from training import health
-from training.health import conflicting_duplicates, dataset_health, knn_graph, normalise_text
+from training.duplicates import conflicting_duplicates, normalise_text
+from training.health import dataset_health, knn_graph
 
 
 def _random_embeddings(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from training.cv import oos_probs_frozen, oos_probs_frozen_multilabel
-from training.noise import annotator_agreement, find_noise, find_noise_multilabel
+from training.cv_logistic import oos_probs_frozen, oos_probs_frozen_multilabel
+from training.multiannotator import annotator_agreement
+from training.noise import find_noise, find_noise_multilabel
 
 NAMES = ["a", "b", "c", "d", "e"]
 

@@ -5,7 +5,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from training.encoder import EmbeddingCache, EncoderConfig
+from training.embedding_cache import EmbeddingCache
+from training.encoder import EncoderConfig
 from training.train import (
     TrainConfig,
     TrainedModel,

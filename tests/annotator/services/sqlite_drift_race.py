@@ -78,7 +78,7 @@ def main(scenario: str) -> dict[str, Any]:
     from annotator.services import production
     from annotator.services.drift_reference import ChosenReference
     from annotator.services.projects import project_create
-    from training.drift import build_drift_reference
+    from training.drift_reference import build_drift_reference
 
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user(username="feed", password="not-used-here-1")

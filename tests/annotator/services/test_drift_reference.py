@@ -22,7 +22,7 @@ from annotator.services.examples import examples_import
 from annotator.services.pipeline import _save_embeddings, save_scores, score_rows
 from annotator.services.projects import project_update_settings
 from annotator.serving import version_dir
-from training.drift import DriftReference, build_drift_reference
+from training.drift_reference import DriftReference, build_drift_reference
 
 pytestmark = pytest.mark.django_db
 

@@ -40,7 +40,7 @@ from annotator.services.noise import noise_decisions_apply
 from annotator.services.projects import project_update_settings
 from annotator.services.queue import queue_add, queue_add_many, queue_lease, queue_submit
 from annotator.services.queue_policy import pick_items
-from training.drift import build_drift_reference
+from training.drift_reference import build_drift_reference
 
 pytestmark = pytest.mark.django_db
 
