@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
+from annotator.db import in_chunks
 from annotator.models import AnnotationKind, Example, Membership, ModelVersion, Project
 from annotator.services.annotations import Vote, current_labels_from, refresh_current_labels, votes_of
-from annotator.services.bulk import in_chunks
 
 SINGLE_LABEL_ONLY = "CROWDLAB and ActiveLab take one class per answer: not run on a multi-label project"
 ONE_ANNOTATOR = ("one annotator per item (overlap 1): the current label follows the plain rule, so a re-check "
@@ -165,16 +165,6 @@ def consensus_update(
         refresh_current_labels(cleared + changed, project=project)
     summary["n_cleared"] = len(cleared)
     return summary
-
-
-def member_quality(project: Project) -> dict[str, dict[str, float | None]]:
-    """Username -> ``annotator_quality`` and ``agreement_with_consensus`` as the last training stored them
-    (None until a version was trained on items two or more people answered)."""
-    return {
-        username: {"annotator_quality": annotator_quality, "agreement_with_consensus": agreement}
-        for username, annotator_quality, agreement in Membership.objects.filter(project=project)
-        .values_list("user__username", "annotator_quality", "agreement_with_consensus")
-    }
 
 
 def activelab_candidates(

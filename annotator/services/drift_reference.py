@@ -43,7 +43,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotator.models import Example, ExampleScore, ModelVersion, Source
-from annotator.selectors import project_labels
+from annotator.selectors.projects import project_labels
 from annotator.serving import predictor_for, version_dir
 
 log = logging.getLogger(__name__)

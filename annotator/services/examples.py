@@ -22,10 +22,11 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from annotator.db import in_chunks, is_postgres
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project, Source
 from annotator.services.annotations import refresh_current_labels
-from annotator.services.bulk import JSONText, analyze_if_stale, in_chunks, insert_rows, is_postgres
+from annotator.services.bulk import JSONText, analyze_if_stale, insert_rows
 
 MAX_BATCH_ROWS = 10_000
 MAX_EXTERNAL_ID = 255

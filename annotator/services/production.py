@@ -13,7 +13,7 @@ from django.db import DatabaseError, connection, transaction
 
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
-from annotator.selectors import project_labels
+from annotator.selectors.projects import project_labels
 from annotator.services.drift_reference import ChosenReference, drift_baseline_save, drift_reference_for
 from annotator.services.examples import examples_import, unicode_problem
 from annotator.services.jobs import send_after_commit
