@@ -253,7 +253,7 @@ def project_out(project: Project, *, role: str | None, counts: dict[str, int], l
         "name": project.name,
         "task": project.task,
         "labels": labels,
-        "settings": project.settings,
+        "settings": project.all_settings(),
         "role": role,
         "counts": counts,
         "examples": counts.get("examples"),

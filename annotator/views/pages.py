@@ -18,6 +18,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Job, Project, Role
+from annotator.project_settings import QUEUE_REASONS, TRAIN_MODES
 from annotator.selectors import access
 from annotator.selectors import jobs as job_selectors
 from annotator.selectors import models as model_selectors
@@ -26,7 +27,6 @@ from annotator.selectors import queue as queue_selectors
 from annotator.services import jobs as job_services
 from annotator.services import models as model_services
 from annotator.services import projects as project_services
-from annotator.services.projects import QUEUE_REASONS, TRAIN_MODES
 from annotator.views.access import (
     UNPROCESSABLE,
     project_context,
