@@ -13,7 +13,6 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.authtoken.models import Token
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
@@ -99,14 +98,13 @@ class TokenCreateApi(APIView):
         user = authenticate(request._request, username=username, password=password)
         if user is None or not user.is_active:
             raise InvalidInput([{"message": "unable to log in with these credentials"}])
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        return Response({"token": project_services.token_for(user=user)})
 
 
 class TokenRevokeApi(APIView):
     @extend_schema(request=None, responses={204: None, 401: ErrorsOut}, summary="Revoke the caller's API token")
     def post(self, request: Request) -> Response:
-        Token.objects.filter(user=request.user).delete()
+        project_services.token_revoke(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -1,4 +1,4 @@
-"""Projects, their label classes, settings and members."""
+"""Projects, their label classes, settings and members; users and their API tokens."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from rest_framework.authtoken.models import Token
 
 from annotator.errors import InvalidInput
 from annotator.models import LabelClass, Membership, Project, Role, Task
@@ -124,3 +125,13 @@ def user_create(*, username: Any, password: Any, email: Any = "") -> AbstractBas
     if model.objects.filter(username=username).exists():
         raise InvalidInput([{"field": "username", "message": f"a user named {username!r} already exists"}])
     return model.objects.create_user(username=username, password=password, email=email)
+
+
+def token_for(*, user: AbstractBaseUser) -> str:
+    """The user's API token, created on first use."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token.key
+
+
+def token_revoke(*, user: AbstractBaseUser) -> None:
+    Token.objects.filter(user=user).delete()
