@@ -6,9 +6,14 @@ Writes go through ``annotator.services``; reads through ``annotator.selectors``.
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from annotator import project_settings
 
 TEXT_HASH_LENGTH = 64  # sha256 hex
 USER_MODEL = settings.AUTH_USER_MODEL
@@ -41,7 +46,8 @@ class AnnotationKind(models.TextChoices):
 class Project(models.Model):
     name = models.CharField(max_length=200)
     task = models.CharField(max_length=20, choices=Task.choices, default=Task.SINGLE_LABEL)
-    # Validated by annotator.services.projects.validate_project_settings; defaults live there.
+    # Only what the project's admins changed (validated by annotator.project_settings, which holds every
+    # setting's default); read a setting with ``setting(name)``.
     settings = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -66,10 +72,14 @@ class Project(models.Model):
     def is_multi_label(self) -> bool:
         return self.task == Task.MULTI_LABEL
 
-    def setting(self, name: str):
-        from annotator.services.projects import PROJECT_SETTING_DEFAULTS
+    def setting(self, name: str) -> Any:
+        """The project's value of setting ``name``, or its default (annotator/project_settings.py)."""
+        stored = self.settings or {}
+        return copy.deepcopy(stored[name]) if name in stored else project_settings.default(name)
 
-        return self.settings.get(name, PROJECT_SETTING_DEFAULTS[name])
+    def all_settings(self) -> dict[str, Any]:
+        """Every setting, the project's value or the default, in definition order."""
+        return project_settings.effective_settings(self.settings)
 
 
 class LabelClass(models.Model):

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from annotator.errors import ServiceError
-from annotator.services.examples import unicode_problem
+from annotator.text import unicode_problem
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotator import loop_selectors, selectors
 from annotator.api.pagination import PAGE_PARAMETERS, Pagination
 from annotator.api.views import ERRORS, body_dict
 from annotator.models import Role
+from annotator.selectors import access
+from annotator.selectors import health as health_selectors
 from annotator.services import health as health_services
 
 
@@ -105,11 +106,11 @@ class NoiseConflictsApi(APIView):
     @extend_schema(parameters=PAGE_PARAMETERS, responses={200: ConflictsOut, **ERRORS},
                    summary="Near-duplicate texts with different labels, by group, best first (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
-        header, groups = loop_selectors.conflict_report(project)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
+        header, groups = health_selectors.conflict_report(project)
         paginator = Pagination()
         page = paginator.paginate_queryset(groups, request, view=self)
-        data = paginator.get_paginated_response(loop_selectors.conflict_groups_out(project, list(page))).data
+        data = paginator.get_paginated_response(health_selectors.conflict_groups_with_texts(project, list(page))).data
         return Response({**header, **data})
 
 
@@ -123,7 +124,7 @@ class NoiseConflictSettleApi(APIView):
         summary="Settle a conflict group: every member gets one label as a review decision, all or nothing (reviewer)",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         data = body_dict(request)
         field = "labels" if "labels" in data and "label" not in data else "label"
         result = health_services.conflict_group_settle(project=project, user=request.user,
@@ -136,12 +137,12 @@ class ProjectHealthApi(APIView):
     @extend_schema(parameters=PAGE_PARAMETERS, responses={200: HealthOut, **ERRORS},
                    summary="Class health and outliers (texts that belong to no class), worst first (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
-        header, rows = loop_selectors.health_report(project)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
+        header, rows = health_selectors.health_report(project)
         paginator = Pagination()
         # Paged even when there is nothing yet, so a bad page or page_size is a 400 either way.
         page = paginator.paginate_queryset(rows if header["outliers"] is not None else [], request, view=self)
         if header["outliers"] is not None:
             header["outliers"] = {**header["outliers"], "examples": paginator.get_paginated_response(
-                loop_selectors.outlier_rows_out(project, list(page))).data}
+                health_selectors.outlier_rows_with_texts(project, list(page))).data}
         return Response(header)

@@ -9,11 +9,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from annotator import loop_selectors, selectors
 from annotator.api.loop_serializers import (
     DriftWindowOut,
     ModelVersionOut,
     NoiseDecisionsOut,
+    NoiseIssueOut,
     NoiseReportOut,
     PredictOut,
     QueueHeartbeatOut,
@@ -28,7 +28,10 @@ from annotator.api.pagination import PAGE_PARAMETERS, Pagination, paginated
 from annotator.api.serializers import AnnotationIn, AnnotationOut, ErrorsOut, JobOut, annotation_out, job_out
 from annotator.api.views import ERRORS, THROTTLED, body_dict
 from annotator.errors import Conflict, InvalidInput
-from annotator.models import Job, ModelVersion, Role
+from annotator.models import Role
+from annotator.selectors import access, drift, jobs, noise
+from annotator.selectors import models as model_selectors
+from annotator.selectors import queue as queue_selectors
 from annotator.services import jobs as job_services
 from annotator.services import models as model_services
 from annotator.services import noise as noise_services
@@ -44,8 +47,8 @@ UNUSABLE_MODEL = {503: ErrorsOut}
 class QueueStatsApi(APIView):
     @extend_schema(responses={200: QueueStatsOut, **ERRORS}, summary="Queue counts by status and reason")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id)
-        return Response(loop_selectors.queue_stats(project))
+        project = access.project_for(request.user, project_id)
+        return Response(queue_selectors.queue_stats(project))
 
 
 class QueueNextApi(APIView):
@@ -55,14 +58,14 @@ class QueueNextApi(APIView):
         summary="Lease up to n items to the caller",
     )
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id)
+        project = access.project_for(request.user, project_id)
         raw = request.query_params.get("n", "10")
         try:
             n = int(raw)
         except ValueError:
             raise InvalidInput([{"field": "n", "message": "n must be an integer from 1 to 100"}]) from None
         items = queue_services.queue_lease(project=project, user=request.user, n=n)
-        return Response(loop_selectors.queue_items_out(project, items))
+        return Response(queue_selectors.queue_items_shown(project, items))
 
 
 class QueueSubmitApi(APIView):
@@ -100,7 +103,7 @@ class TrainApi(APIView):
         summary="Retrain (reviewer); 409 naming the running job if one is queued or running",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         data = request.data if isinstance(request.data, dict) else {}
         if request.data and not isinstance(request.data, dict):
             raise InvalidInput("the body must be a JSON object")
@@ -108,7 +111,7 @@ class TrainApi(APIView):
             job = model_services.training_start(project=project, user=request.user, mode=data.get("mode"),
                                                 seeds=data.get("seeds"))
         except Conflict as conflict:
-            running = Job.objects.get(pk=conflict.extra["job_id"])
+            running = jobs.job_by_id(conflict.extra["job_id"])
             return Response({"errors": conflict.errors, "job": job_out(running)}, status=409)
         return Response({"job": job_out(job)}, status=202)
 
@@ -116,13 +119,13 @@ class TrainApi(APIView):
 class JobDetailApi(APIView):
     @extend_schema(responses={200: JobOut, **ERRORS}, summary="A job's status, progress, stage, message and result")
     def get(self, request: Request, job_id: int) -> Response:
-        return Response(job_out(loop_selectors.job_for(request.user, job_id)))
+        return Response(job_out(jobs.job_for(request.user, job_id)))
 
 
 class JobCancelApi(APIView):
     @extend_schema(request=None, responses={200: JobOut, **ERRORS}, summary="Cancel a queued or running job (reviewer)")
     def post(self, request: Request, job_id: int) -> Response:
-        job = loop_selectors.job_for(request.user, job_id, role=Role.REVIEWER)
+        job = jobs.job_for(request.user, job_id, role=Role.REVIEWER)
         return Response(job_out(job_services.job_cancel(job=job)))
 
 
@@ -130,9 +133,9 @@ class ProjectJobsApi(APIView):
     @extend_schema(parameters=PAGE_PARAMETERS, responses={200: paginated("PaginatedJobList", JobOut(many=True)), **ERRORS},
                    summary="The project's jobs, newest first")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id)
+        project = access.project_for(request.user, project_id)
         paginator = Pagination()
-        page = paginator.paginate_queryset(Job.objects.filter(project=project).order_by("-id"), request, view=self)
+        page = paginator.paginate_queryset(jobs.project_jobs(project), request, view=self)
         return paginator.get_paginated_response([job_out(j) for j in page])
 
 
@@ -142,22 +145,20 @@ class ProjectModelsApi(APIView):
                    responses={200: paginated("PaginatedModelVersionList", ModelVersionOut(many=True)), **ERRORS},
                    summary="Model versions with holdout metrics and promotion decisions (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         paginator = Pagination()
-        versions = ModelVersion.objects.filter(project=project).order_by("-number")
-        page = paginator.paginate_queryset(versions, request, view=self)
-        running = loop_selectors.running_job_ids(project)
-        rows = [loop_selectors.model_version_out(v, project, running_jobs=running) for v in page]
-        return paginator.get_paginated_response(ModelVersionOut(rows, many=True).data)
+        page = paginator.paginate_queryset(model_selectors.project_model_versions(project), request, view=self)
+        context = {"project": project, "running_jobs": jobs.running_job_ids(project)}
+        return paginator.get_paginated_response(ModelVersionOut(page, many=True, context=context).data)
 
 
 class ModelPromoteApi(APIView):
     @extend_schema(request=None, responses={200: ModelVersionOut, **ERRORS},
                    summary="Make this version the serving one (reviewer): promote a candidate or roll back")
     def post(self, request: Request, model_id: int) -> Response:
-        version = loop_selectors.model_version_for(request.user, model_id, role=Role.REVIEWER)
+        version = model_selectors.model_version_for(request.user, model_id, role=Role.REVIEWER)
         version = model_services.model_promote(version=version, reason=f"promoted by {request.user.username}")
-        return Response(ModelVersionOut(loop_selectors.model_version_out(version, version.project)).data)
+        return Response(ModelVersionOut(version).data)
 
 
 class PredictApi(APIView):
@@ -170,7 +171,7 @@ class PredictApi(APIView):
         summary="Predict with the serving version (409 when none is promoted)",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id)
+        project = access.project_for(request.user, project_id)
         texts = body_dict(request).get("texts")
         version, predictions = production_services.predict_texts(project=project, texts=texts)
         return Response({"model_version": version.number, "predictions": predictions})
@@ -189,7 +190,7 @@ class SamplesApi(APIView):
         summary="Push production samples (reviewer); answers predictions or null when no model is promoted",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         result = production_services.samples_push(project=project, user=request.user, rows=request.data)
         return Response(result, status=201)
 
@@ -205,16 +206,17 @@ class NoiseReportApi(APIView):
         summary="Suspected label errors, ascending label quality (reviewer)",
     )
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         settled = request.query_params.get("settled", "false").lower()
         if settled not in ("true", "false", "1", "0"):
             raise InvalidInput([{"field": "settled", "message": "settled must be true or false"}])
-        report, issues = loop_selectors.noise_report(project, label=request.query_params.get("label"),
-                                                     settled=settled in ("true", "1"))
+        report, issues = noise.noise_report(project, label=request.query_params.get("label"),
+                                            settled=settled in ("true", "1"))
         paginator = Pagination()
         page = paginator.paginate_queryset(issues, request, view=self)
-        report["issues"] = paginator.get_paginated_response(
-            loop_selectors.noise_issues_out(project, page)).data
+        rows = NoiseIssueOut(noise.noise_issue_rows(project, page), many=True,
+                             context={"multi": project.is_multi_label}).data
+        report["issues"] = paginator.get_paginated_response(rows).data
         return Response(report)
 
 
@@ -230,7 +232,7 @@ class NoiseDecisionsApi(APIView):
         summary="Keep, relabel or send suspects to the queue (reviewer), all or nothing",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         result = noise_services.noise_decisions_apply(project=project, user=request.user, rows=request.data)
         return Response(result)
 
@@ -240,7 +242,7 @@ class DriftApi(APIView):
                    responses={200: paginated("PaginatedDriftWindowList", DriftWindowOut(many=True)), **ERRORS},
                    summary="Drift windows of production samples, newest first (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         paginator = Pagination()
-        page = paginator.paginate_queryset(project.drift_windows.order_by("-sequence"), request, view=self)
-        return paginator.get_paginated_response([loop_selectors.drift_window_out(w) for w in page])
+        page = paginator.paginate_queryset(drift.project_drift_windows(project), request, view=self)
+        return paginator.get_paginated_response(DriftWindowOut(page, many=True).data)

@@ -1,18 +1,22 @@
 """Output shapes of the loop's API (queue, jobs and training, models, predictions, noise, drift).
 
-As in ``serializers.py``, the answers are built by plain functions (``loop_selectors``, the services); these
-classes describe exactly those shapes for ``/api/schema/``, so the schema and the schemathesis run over it
-check every field. Open maps (per-label figures, test statistics, stored records) are ``DictField``s.
+The declared fields describe every answer for ``/api/schema/``, so the schema and the schemathesis run over it
+check every field. Open maps (per-label figures, test statistics, stored records) are ``DictField``s. The
+serializers that build an answer from a row (a model version, a noise issue, a drift window) do it in
+``to_representation``; the rest describe plain data the selectors and services return.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from annotator.api.pagination import paginated
-from annotator.api.serializers import ErrorOut, JobOut
-from annotator.models import ModelVersion, QueueItem
+from annotator.api.serializers import ErrorOut, JobOut, iso_time
+from annotator.models import DriftWindow, ModelVersion, QueueItem
+from annotator.selectors.models import version_holdout, version_promotion
 
 
 def _names(**kwargs: object) -> serializers.ListField:
@@ -167,6 +171,36 @@ class ModelVersionOut(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     promoted_at = serializers.DateTimeField(allow_null=True)
 
+    def to_representation(self, version: ModelVersion) -> dict[str, Any]:
+        """One version; the context's ``project`` saves a query per version, and ``running_jobs`` (ids of the
+        project's unfinished jobs) one per undecided version, when many are listed."""
+        project = self.context.get("project") or version.project
+        metrics = version.metrics or {}
+        return super().to_representation({
+            "id": version.id,
+            "number": version.number,
+            "version": version.number,
+            "status": version.status,
+            "mode": version.mode,
+            "n_train": version.n_train,
+            "promoted": project.serving_version_id == version.id,
+            # Measured on the stable holdout (None when it is too small: ``holdout`` says why).
+            "macro_f1": metrics.get("macro_f1"),
+            "macro_f1_ci": metrics.get("macro_f1_ci"),
+            "ece": metrics.get("ece"),
+            "holdout": version_holdout(version),
+            "promotion": version_promotion(version, running_jobs=self.context.get("running_jobs")),
+            "metrics": metrics,
+            "comparison": version.comparison,
+            # Agreement with the previous version's predictions on the stop set, and the stopping decision.
+            "stability": version.stability,
+            "content_hash": version.content_hash,
+            "snapshot": version.snapshot,
+            "created_at": iso_time(version.created_at),
+            "finished_at": iso_time(version.finished_at),
+            "promoted_at": iso_time(version.promoted_at),
+        })
+
 
 class PredictionOut(serializers.Serializer):
     label = serializers.CharField(allow_null=True)
@@ -231,6 +265,23 @@ class NoiseIssueOut(serializers.Serializer):
     settled = serializers.BooleanField()
     confirmations = serializers.IntegerField()
 
+    def to_representation(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row of ``selectors.noise.noise_issue_rows``; the context's ``multi`` says whether the project is
+        multi-label (the given label is then the list of names)."""
+        given = row["given"]
+        return {
+            "example_id": row["example_id"],
+            "external_id": row["external_id"],
+            "text": row["text"],
+            "given_label": given if self.context["multi"] else (given[0] if given else None),
+            "suggested_label": row["suggested_label"],
+            "label_quality": row["label_quality"],
+            "confidence": row["confidence"],
+            "probs": row["probs"],
+            "settled": row["settled"],
+            "confirmations": row["confirmations"],
+        }
+
 
 class NoiseReportOut(serializers.Serializer):
     model_version = serializers.IntegerField(allow_null=True, help_text="null before a version ran the detector")
@@ -291,3 +342,30 @@ class DriftWindowOut(serializers.Serializer):
     alert = serializers.BooleanField()
     reasons = _names()
     actions = _names(help_text="what an alert did, e.g. samples routed to the queue")
+
+    def to_representation(self, window: DriftWindow) -> dict[str, Any]:
+        version = window.model_version.number if window.model_version else None
+        # Which reference the window was compared with (services.drift_reference); windows measured before the
+        # record existed were all compared with the labeled validation split.
+        reference = (window.details or {}).get("reference") or {
+            "kind": "labeled_split", "model_version": version,
+            "summary": "the labeled validation split (recorded before windows named their reference)"}
+        return {
+            "id": window.id,
+            "sequence": window.sequence,
+            "start": iso_time(window.start),
+            "end": iso_time(window.end),
+            "n": window.n,
+            "model_version": version,
+            "class_distribution": window.class_distribution,
+            "class_shift": window.class_shift,
+            "mean_confidence": window.mean_confidence,
+            "confidence_shift": window.confidence_shift,
+            "embedding_drift": window.embedding_drift,
+            "anomalies": window.anomalies,
+            "details": window.details,
+            "reference": reference,
+            "alert": window.alert,
+            "reasons": window.reasons,
+            "actions": window.actions,
+        }

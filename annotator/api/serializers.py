@@ -176,7 +176,7 @@ class JobOut(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
-def _time(value: Any) -> str | None:
+def iso_time(value: Any) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
@@ -204,8 +204,8 @@ def example_out(example: Example, *, multi: bool, label_names: list[str]) -> dic
         "text": example.text,
         "source": example.source,
         "metadata": example.metadata,
-        "observed_at": _time(example.observed_at),
-        "created_at": _time(example.created_at),
+        "observed_at": iso_time(example.observed_at),
+        "created_at": iso_time(example.created_at),
         "label": None if multi or not names else names[0],
         "labels": names,
         "label_source": example.label_source or None,
@@ -222,7 +222,7 @@ def annotation_out(annotation: Annotation, *, multi: bool) -> dict[str, Any]:
         "label": None if multi else annotation.labels[0],
         "labels": annotation.labels,
         "note": annotation.note,
-        "created_at": _time(annotation.created_at),
+        "created_at": iso_time(annotation.created_at),
     }
 
 
@@ -239,9 +239,9 @@ def job_out(job: Job) -> dict[str, Any]:
         "error": job.error,
         "log_tail": job.log[-4000:],
         "timings": job.timings,
-        "created_at": _time(job.created_at),
-        "started_at": _time(job.started_at),
-        "finished_at": _time(job.finished_at),
+        "created_at": iso_time(job.created_at),
+        "started_at": iso_time(job.started_at),
+        "finished_at": iso_time(job.finished_at),
     }
 
 
@@ -253,14 +253,14 @@ def project_out(project: Project, *, role: str | None, counts: dict[str, int], l
         "name": project.name,
         "task": project.task,
         "labels": labels,
-        "settings": project.settings,
+        "settings": project.all_settings(),
         "role": role,
         "counts": counts,
         "examples": counts.get("examples"),
         "labeled": counts.get("labeled"),
         "queued": counts.get("queued"),
         "model_version": serving.number if serving else None,
-        "created_at": _time(project.created_at),
+        "created_at": iso_time(project.created_at),
     }
     if members is not None:
         out["members"] = members

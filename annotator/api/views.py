@@ -13,7 +13,6 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.authtoken.models import Token
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
@@ -21,7 +20,6 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from annotator import selectors
 from annotator.api.pagination import PAGE_PARAMETERS, Pagination, paginated
 from annotator.api.serializers import (
     AnnotationIn,
@@ -47,8 +45,10 @@ from annotator.api.serializers import (
 )
 from annotator.errors import Forbidden, InvalidInput
 from annotator.models import AnnotationKind, Role
+from annotator.selectors import access, consensus, export
+from annotator.selectors import examples as example_selectors
+from annotator.selectors import projects as project_selectors
 from annotator.services import annotations as annotation_services
-from annotator.services import consensus as consensus_services
 from annotator.services import examples as example_services
 from annotator.services import models as model_services
 from annotator.services import projects as project_services
@@ -98,14 +98,13 @@ class TokenCreateApi(APIView):
         user = authenticate(request._request, username=username, password=password)
         if user is None or not user.is_active:
             raise InvalidInput([{"message": "unable to log in with these credentials"}])
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        return Response({"token": project_services.token_for(user=user)})
 
 
 class TokenRevokeApi(APIView):
     @extend_schema(request=None, responses={204: None, 401: ErrorsOut}, summary="Revoke the caller's API token")
     def post(self, request: Request) -> Response:
-        Token.objects.filter(user=request.user).delete()
+        project_services.token_revoke(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -122,15 +121,15 @@ class UserCreateApi(APIView):
 
 
 def _project_body(project, user, *, with_members: bool = False) -> dict[str, Any]:  # noqa: ANN001
-    role = selectors.role_of(user, project)
+    role = access.role_of(user, project)
     # Annotators see the project, not who else works on it (GET members/ is reviewer-only too).
     show_members = with_members and role != Role.ANNOTATOR
     return project_out(
         project,
         role=role,
-        counts=selectors.project_counts(project),
-        labels=selectors.project_labels(project),
-        members=selectors.project_members(project) if show_members else None,
+        counts=project_selectors.project_counts(project),
+        labels=project_selectors.project_labels(project),
+        members=project_selectors.project_members(project) if show_members else None,
     )
 
 
@@ -140,7 +139,7 @@ class ProjectListCreateApi(APIView):
                    summary="Projects the caller is a member of")
     def get(self, request: Request) -> Response:
         paginator = Pagination()
-        projects = selectors.projects_for(request.user).select_related("serving_version")
+        projects = access.projects_for(request.user).select_related("serving_version")
         page = paginator.paginate_queryset(projects, request, view=self)
         return paginator.get_paginated_response([_project_body(p, request.user) for p in page])
 
@@ -157,13 +156,13 @@ class ProjectListCreateApi(APIView):
 class ProjectDetailApi(APIView):
     @extend_schema(responses={200: ProjectOut, **ERRORS}, summary="One project with counts")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id)
+        project = access.project_for(request.user, project_id)
         return Response(_project_body(project, request.user, with_members=True))
 
     @extend_schema(request=ProjectSettingsIn, responses={200: ProjectOut, **ERRORS},
                    summary="Change project settings (admin)")
     def patch(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.ADMIN)
+        project = access.project_for(request.user, project_id, role=Role.ADMIN)
         data = body_dict(request)
         project_services.project_update_settings(project=project, settings=data.get("settings", {}))
         return Response(_project_body(project, request.user, with_members=True))
@@ -172,22 +171,22 @@ class ProjectDetailApi(APIView):
 class ProjectMembersApi(APIView):
     @extend_schema(responses={200: MemberOut(many=True), **ERRORS}, summary="Members, their roles and CROWDLAB quality")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
-        quality = consensus_services.member_quality(project)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
+        quality = consensus.member_quality(project)
         unknown = {"annotator_quality": None, "agreement_with_consensus": None}
         return Response([{**member, **quality.get(member["username"], unknown)}
-                         for member in selectors.project_members(project)])
+                         for member in project_selectors.project_members(project)])
 
     @extend_schema(request=MemberIn, responses={201: MemberOut, **ERRORS}, summary="Add a member or set a role (admin)")
     def post(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.ADMIN)
+        project = access.project_for(request.user, project_id, role=Role.ADMIN)
         data = body_dict(request)
         membership = project_services.member_set(project=project, username=data.get("username"), role=data.get("role"))
         return Response({"username": membership.user.username, "role": membership.role}, status=201)
 
     @extend_schema(request=MemberIn, responses={204: None, **ERRORS}, summary="Remove a member (admin)")
     def delete(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.ADMIN)
+        project = access.project_for(request.user, project_id, role=Role.ADMIN)
         data = body_dict(request)
         project_services.member_remove(project=project, username=str(data.get("username", "")))
         return Response(status=204)
@@ -206,22 +205,22 @@ class ProjectExamplesApi(APIView):
                    responses={200: paginated("PaginatedExampleList", ExampleOut(many=True)), **ERRORS},
                    summary="List examples (reviewer)")
     def get(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
-        qs = selectors.example_list(project, params=request.query_params)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
+        qs = example_selectors.example_list(project, params=request.query_params)
         filtered = any(request.query_params.get(name) for name in ("source", "labeled", "label", "q"))
         paginator = Pagination.with_count(None if filtered else project.example_count)
-        page = paginator.paginate_queryset(selectors.with_list_relations(qs), request, view=self)
-        names = selectors.project_labels(project)
+        page = paginator.paginate_queryset(example_selectors.with_list_relations(qs), request, view=self)
+        names = project_selectors.project_labels(project)
         multi = project.is_multi_label
         return paginator.get_paginated_response([example_out(e, multi=multi, label_names=names) for e in page])
 
     @extend_schema(request=ExampleRowIn(many=True), responses={201: ImportOut, **ERRORS},
                    summary="Bulk import up to 10,000 rows, all or nothing, idempotent on external_id (reviewer)")
     def post(self, request: Request, project_id: int) -> Response:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         result = example_services.examples_import(
             project=project, user=request.user, rows=request.data,
-            allow_history=selectors.role_of(request.user, project) == Role.ADMIN,
+            allow_history=access.role_of(request.user, project) == Role.ADMIN,
         )
         return Response(result.as_dict(), status=201)
 
@@ -229,11 +228,11 @@ class ProjectExamplesApi(APIView):
 class ExampleDetailApi(APIView):
     @extend_schema(responses={200: ExampleDetailOut, **ERRORS}, summary="An example with its history and scores")
     def get(self, request: Request, example_id: int) -> Response:
-        example, role = selectors.example_for(request.user, example_id)
-        example, history = selectors.example_detail(example, user=request.user, role=role)
+        example, role = access.example_for(request.user, example_id)
+        example, history = example_selectors.example_detail(example, user=request.user, role=role)
         project = example.project
         multi = project.is_multi_label
-        body = example_out(example, multi=multi, label_names=selectors.project_labels(project))
+        body = example_out(example, multi=multi, label_names=project_selectors.project_labels(project))
         body["annotations"] = [annotation_out(a, multi=multi) for a in history]
         return Response(body)
 
@@ -242,7 +241,7 @@ class ExampleAnnotationsApi(APIView):
     @extend_schema(request=AnnotationIn, responses={201: AnnotationOut, **ERRORS},
                    summary="Annotate an example (the caller is the annotator)")
     def post(self, request: Request, example_id: int) -> Response:
-        example, role = selectors.example_for(request.user, example_id)
+        example, role = access.example_for(request.user, example_id)
         if role == Role.ANNOTATOR:
             raise Forbidden("annotators label through the queue (POST /api/v1/queue/{id}/submit/)")
         data = body_dict(request)
@@ -272,11 +271,11 @@ class ProjectExportApi(APIView):
         summary="Every example with its labels and annotation history, streamed (reviewer)",
     )
     def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
-        project = selectors.project_for(request.user, project_id, role=Role.REVIEWER)
+        project = access.project_for(request.user, project_id, role=Role.REVIEWER)
         fmt = request.query_params.get("format", "jsonl")
-        if fmt not in selectors.EXPORT_FORMATS:
+        if fmt not in export.EXPORT_FORMATS:
             raise InvalidInput([{"field": "format", "message": "format must be jsonl or csv"}])
         content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
-        response = StreamingHttpResponse(selectors.export_lines(project, fmt), content_type=content_type)
+        response = StreamingHttpResponse(export.export_lines(project, fmt), content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="project-{project.id}.{fmt}"'
         return response

@@ -30,9 +30,9 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from annotator.db import in_chunks
 from annotator.errors import InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project
-from annotator.services.bulk import in_chunks
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,15 @@
-"""Bulk writes at COPY speed on PostgreSQL, bulk_create elsewhere (the embedded SQLite default), and long
-``__in`` lists split to fit every database."""
+"""Bulk writes at COPY speed on PostgreSQL, bulk_create elsewhere (the embedded SQLite default). Long
+``__in`` lists are split by ``annotator.db.in_chunks``."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from django.db import connection, models
 
-T = TypeVar("T")
-
-# SQLite binds at most 999 parameters per statement in builds before 3.32 (32,766 since), and Django assumes
-# 999 for it; a list of this many leaves room for the statement's other parameters.
-IN_LIST_CHUNK = 900
-
-
-def is_postgres() -> bool:
-    return connection.vendor == "postgresql"
-
-
-def in_chunks(values: Collection[T], size: int = IN_LIST_CHUNK) -> Iterator[list[T]]:
-    """``values`` in lists of at most ``size``, for ``__in`` lookups over lists that grow with the project."""
-    items = list(values)
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+from annotator.db import is_postgres
 
 
 def allocate_ids(model: type[models.Model], n: int) -> list[int]:

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from django.db import transaction
 
+from annotator.db import in_chunks
 from annotator.models import AnnotationKind, Example, Membership, ModelVersion, Project
 from annotator.services.annotations import Vote, current_labels_from, refresh_current_labels, votes_of
-from annotator.services.bulk import in_chunks
 
 SINGLE_LABEL_ONLY = "CROWDLAB and ActiveLab take one class per answer: not run on a multi-label project"
 ONE_ANNOTATOR = ("one annotator per item (overlap 1): the current label follows the plain rule, so a re-check "
@@ -167,16 +167,6 @@ def consensus_update(
     return summary
 
 
-def member_quality(project: Project) -> dict[str, dict[str, float | None]]:
-    """Username -> ``annotator_quality`` and ``agreement_with_consensus`` as the last training stored them
-    (None until a version was trained on items two or more people answered)."""
-    return {
-        username: {"annotator_quality": annotator_quality, "agreement_with_consensus": agreement}
-        for username, annotator_quality, agreement in Membership.objects.filter(project=project)
-        .values_list("user__username", "annotator_quality", "agreement_with_consensus")
-    }
-
-
 def activelab_candidates(
     *,
     project: Project,
@@ -190,7 +180,7 @@ def activelab_candidates(
 
     Labeled items (``labeled_probs``: example id -> out-of-sample probabilities from ``version``) compete for
     another label, unlabeled ones (``unlabeled_ids`` with ``unlabeled_probs``, shape (len(unlabeled_ids), k))
-    for a first label, on ActiveLab's one scale (:func:`training.noise.activelab_scores`); ``priority`` is
+    for a first label, on ActiveLab's one scale (:func:`training.multiannotator.activelab_scores`); ``priority`` is
     ``1 - score``, so higher is more valuable. Settled examples (people re-checked them) are not offered for
     another label. The answer matrix is every person's latest non-review answer now, not at the snapshot:
     an answer given since the training counts. Ties go to the lower example id. Multi-label project: [].

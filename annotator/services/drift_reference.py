@@ -13,7 +13,7 @@ project setting ``drift_reference`` picks the reference instead:
     labeled, and production still holds examples like them, so the labeled data joins as a second
     stratum, weighted by its share (labeled / (labeled + pool), production-sourced examples left out of
     both counts) and represented by the validation-split reference of the train job, the only labeled
-    rows the version did not train on (``training.drift.combine_drift_references``). Saved as
+    rows the version did not train on (``training.drift_reference.combine_drift_references``). Saved as
     ``drift-reference-pool`` beside the artifact.
 ``production_baseline``
     The first full window of production samples that the serving version checks (after its promotion, or
@@ -43,7 +43,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotator.models import Example, ExampleScore, ModelVersion, Source
-from annotator.selectors import project_labels
+from annotator.selectors.projects import project_labels
 from annotator.serving import predictor_for, version_dir
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,12 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from annotator.db import in_chunks, is_postgres
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project, Source
 from annotator.services.annotations import refresh_current_labels
-from annotator.services.bulk import JSONText, analyze_if_stale, in_chunks, insert_rows, is_postgres
+from annotator.services.bulk import JSONText, analyze_if_stale, insert_rows
+from annotator.text import unicode_problem
 
 MAX_BATCH_ROWS = 10_000
 MAX_EXTERNAL_ID = 255
@@ -88,17 +90,6 @@ class _Errors:
             if field_name:
                 error["field"] = field_name
             self.items.append(error)
-
-
-def unicode_problem(value: str) -> str | None:
-    """What stops ``value`` from being stored as PostgreSQL text (a NUL, a lone surrogate), or None."""
-    if "\x00" in value:
-        return "contains a NUL character"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid Unicode (lone surrogate)"
-    return None
 
 
 def _json_depth(value: Any, depth: int = 0) -> int:

@@ -1,19 +1,18 @@
-"""Reading CSV and JSONL files into import rows; problems are reported with their line number."""
+"""Reading CSV and JSONL files into import rows, and previewing them; problems are reported with their line
+number."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from annotator.csv_cells import csv_unescape
 from annotator.errors import InvalidInput
 
 FORMATS = ("csv", "jsonl")
-# A cell a spreadsheet would run as a formula, after any apostrophes the export added to guard it.
-CSV_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 # The csv module refuses cells over 128 KB; a project may allow texts of up to a million characters, and
 # the request body limit bounds what a cell can be anyway.
 csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
@@ -109,11 +108,6 @@ def _parse_jsonl(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], l
     return rows, lines
 
 
-def _unescape(value: str) -> str:
-    # Our CSV export guards formula-like cells with a leading apostrophe; importing it takes that off.
-    return value[1:] if value.startswith("'") and CSV_FORMULA.match(value) else value
-
-
 def _parse_csv(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], list[int]]:
     # Only the delimiter is guessed: the sniffer's quote guesses ("'" for texts like 'this' one, no doubled
     # quotes when the sample has none) corrupt or refuse ordinary files; quoting is always RFC 4180.
@@ -137,7 +131,7 @@ def _parse_csv(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], lis
             for key, value in _rename(record, columns).items():
                 if value is None or value == "" or key not in ColumnMap.__dataclass_fields__:
                     continue
-                value = _unescape(value)
+                value = csv_unescape(value)
                 if key in ("metadata", "annotations"):
                     try:
                         value = load_json(value)
@@ -159,3 +153,70 @@ def _parse_csv(text: str, columns: ColumnMap) -> tuple[list[dict[str, Any]], lis
     if not rows:
         raise InvalidInput([{"message": "the file has no rows"}])
     return rows, lines
+
+
+# --- preview -------------------------------------------------------------------------------------------
+PREVIEW_ROWS = 8
+
+
+@dataclass
+class FilePreview:
+    columns: list[str]
+    rows: list[list[str]]
+    n_lines: int
+    problems: list[dict[str, Any]] = field(default_factory=list)
+
+
+def file_preview(data: bytes, fmt: str, *, n: int = PREVIEW_ROWS) -> FilePreview:
+    """The columns and first ``n`` rows of an uploaded CSV or JSONL file, as text cells.
+
+    Raises InvalidInput (with the line) for a file that is not UTF-8; a malformed row becomes a problem
+    of the preview, and the import itself reports every problem.
+    """
+    text = decode(data)
+    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    if fmt == "jsonl":
+        return _jsonl_preview(text, n, n_lines)
+    try:
+        delimiter = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter if text.strip() else ","
+    except csv.Error:
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text, newline=""), dialect=csv.excel, delimiter=delimiter)
+    try:
+        header = next(reader, [])
+        rows = []
+        for record in reader:
+            rows.append([_cell(v) for v in record])
+            if len(rows) == n:
+                break
+    except csv.Error as error:
+        raise InvalidInput([{"line": reader.line_num, "message": f"line {reader.line_num}: {error}"}]) from None
+    return FilePreview(columns=header, rows=rows, n_lines=n_lines)
+
+
+def _jsonl_preview(text: str, n: int, n_lines: int) -> FilePreview:
+    columns: list[str] = []
+    records: list[dict[str, Any]] = []
+    problems = []
+    for number, line in enumerate(jsonl_lines(text), 1):
+        if not line.strip():
+            continue
+        try:
+            value = load_json(line)
+        except ValueError as error:
+            problems.append({"line": number, "message": f"line {number}: malformed JSON ({error})"})
+            value = None
+        if isinstance(value, dict):
+            records.append(value)
+            columns.extend(key for key in value if key not in columns)
+        if len(records) + len(problems) >= n:
+            break
+    rows = [[_cell(record.get(column)) for column in columns] for record in records]
+    return FilePreview(columns=columns, rows=rows, n_lines=n_lines, problems=problems)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 200 else text[:199] + "…"

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 from django.db.models import Min
 
+from annotator.db import in_chunks
 from annotator.models import Annotation, AnnotationKind, Project, QueueItem
-from annotator.services.bulk import in_chunks
 
 HOLDOUT_SHARE = 0.2
 HOLDOUT_MAX = 2000

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, Job, ModelVersion, Project
+from annotator.project_settings import TRAIN_MODES
 from annotator.services.jobs import job_create, job_dispatch
-from annotator.services.projects import TRAIN_MODES
 
 
 def training_start(

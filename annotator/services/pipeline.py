@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import Max, Subquery
 from django.utils import timezone
 
+from annotator.db import in_chunks
 from annotator.models import (
     Annotation,
     Example,
@@ -44,8 +45,7 @@ from annotator.models import (
     ModelVersion,
     Project,
 )
-from annotator.selectors import project_labels
-from annotator.services.bulk import in_chunks
+from annotator.selectors.projects import project_labels
 from annotator.services.jobs import JobReporter, job_create, job_finish, job_finish_first, send_after_commit
 from annotator.serving import artifact_root, predictor_for, version_dir
 

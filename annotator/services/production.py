@@ -13,13 +13,14 @@ from django.db import DatabaseError, connection, transaction
 
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
-from annotator.selectors import project_labels
+from annotator.selectors.projects import project_labels
 from annotator.services.drift_reference import ChosenReference, drift_baseline_save, drift_reference_for
-from annotator.services.examples import examples_import, unicode_problem
+from annotator.services.examples import examples_import
 from annotator.services.jobs import send_after_commit
 from annotator.services.pipeline import jsonable, save_scores, score_rows
 from annotator.services.queue import queue_add_many
 from annotator.serving import predictor_for
+from annotator.text import unicode_problem
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from annotator.db import in_chunks, is_postgres
 from annotator.errors import Conflict, InvalidInput, NotFound
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Membership, Project, QueueItem
 from annotator.services.annotations import annotation_create, labels_from_payload
-from annotator.services.bulk import allocate_ids, in_chunks, is_postgres
+from annotator.services.bulk import allocate_ids
 
 MAX_LEASE_BATCH = 100
 # A skipped item is not offered to the same annotator again for this long.

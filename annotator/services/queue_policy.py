@@ -28,10 +28,12 @@ from typing import Any
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from annotator.models import ExampleScore, Job, ModelVersion, Project, QueueItem
+from annotator.selectors.noise import DETECTOR_MIN_REVIEWED, detector_precision
+from annotator.selectors.queue import DOUBTS, SUGGESTS
 from annotator.services.holdout import held_out_ids, holdout_cut, reserved_for_holdout
 from annotator.services.jobs import Heartbeat, job_create, job_fail, job_finish, stale_before
 from annotator.services.queue import queue_add_many
@@ -40,13 +42,6 @@ from annotator.services.stability import version_stability_update
 log = logging.getLogger(__name__)
 
 REASONS = ("uncertain", "suspect", "drift", "random")
-# How a suspect item's explanation ends: naming the suggested label, or not while suggestions are hidden.
-SUGGESTS = "; the model suggests "
-DOUBTS = "; the detector doubts this label"
-# The detector's precision is measured over this many of the latest answered suspects ...
-DETECTOR_WINDOW = 100
-# ... and steers the suspect share once at least this many were answered.
-DETECTOR_MIN_REVIEWED = 10
 # At this precision the configured suspect share holds; the share scales linearly with precision around it,
 SUSPECT_PRECISION_PIVOT = 0.5
 # never below this floor (so the detector keeps being measured) nor above the ceiling.
@@ -60,36 +55,6 @@ DIVERSE_BLOCK = 25
 
 
 # --- the detector and the mix ---------------------------------------------------------------------------
-def detector_precision(project: Project) -> dict[str, Any]:
-    """The label-noise detector as people measured it: of the answered ``suspect`` items, how many had
-    their label changed (a confirmed error). Overall, per model version (that flagged them) and over the
-    latest ``DETECTOR_WINDOW`` answers (what steers the suspect share)."""
-    answered = QueueItem.objects.filter(
-        project=project, reason=QueueItem.Reason.SUSPECT, status=QueueItem.Status.DONE
-    ).exclude(outcome="")
-    changed = Q(outcome="changed")
-    per_version = [
-        {"model_version": number, "reviewed": n, "confirmed_errors": errors, "precision": _ratio(errors, n)}
-        for number, n, errors in answered.values_list("model_version__number")
-        .annotate(n=Count("id"), errors=Count("id", filter=changed)).order_by("model_version__number")
-        .values_list("model_version__number", "n", "errors")
-    ]
-    reviewed = sum(row["reviewed"] for row in per_version)
-    errors = sum(row["confirmed_errors"] for row in per_version)
-    recent = list(answered.order_by("-done_at", "-id").values_list("outcome", flat=True)[:DETECTOR_WINDOW])
-    recent_errors = sum(outcome == "changed" for outcome in recent)
-    return {
-        "reviewed": reviewed, "confirmed_errors": errors, "precision": _ratio(errors, reviewed),
-        "recent": {"reviewed": len(recent), "confirmed_errors": recent_errors,
-                   "precision": _ratio(recent_errors, len(recent))},
-        "per_version": per_version,
-    }
-
-
-def _ratio(numerator: int, denominator: int) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
-
-
 def adaptive_suspect_share(configured: float, *, reviewed: int, confirmed_errors: int) -> float:
     """The suspect share of the next queue, from the detector's precision over its latest answers.
 
@@ -339,15 +304,6 @@ def _suspects(project: Project, version: ModelVersion, scores: Any, n: int, *, s
             explanation = f"held-out label in doubt (every version is measured on it); {explanation}"
         out.append((example_id, (2.0 if example_id in held else 1.0) - quality, explanation))
     return out
-
-
-def explanation_shown(explanation: str, *, show_suggestions: bool) -> str:
-    """A queue item's explanation as an annotator may read it now: a suspect item's names the suggested label
-    only while the project shows suggestions (the explanation was written when the queue was built, and the
-    setting may have been turned off since)."""
-    if show_suggestions or SUGGESTS not in explanation:
-        return explanation
-    return explanation[: explanation.index(SUGGESTS)] + DOUBTS
 
 
 def _uncertain(version: ModelVersion, pool: list[tuple], n: int, *, strategy: str, diverse: bool, cold: bool,

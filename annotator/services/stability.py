@@ -32,7 +32,7 @@ import numpy as np
 from django.db.models import BigIntegerField, ExpressionWrapper, F, Value
 
 from annotator.models import ExampleScore, ModelVersion
-from annotator.selectors import project_labels
+from annotator.selectors.projects import project_labels
 
 STOP_SET_SHARE = 0.25
 STOP_SET_SIZE = 2000

@@ -11,10 +11,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 
-from annotator import selectors
 from annotator.errors import Forbidden, NotFound, ServiceError
 from annotator.models import Project, Role
-from annotator.selectors import ROLE_RANK
+from annotator.selectors import access
+from annotator.selectors.access import ROLE_RANK
 
 # Form errors answer 422 (htmx is configured in base.html to swap it), so a failed POST never reads as a
 # success to a client and the page still shows the problems.
@@ -34,13 +34,13 @@ def project_or_404(request: HttpRequest, project_id: int, role: str = Role.ANNOT
     """The project when the user is a member with at least ``role``; 404 otherwise (pages never say 403:
     a page the role cannot use does not exist for that user)."""
     try:
-        return selectors.project_for(request.user, project_id, role=role)
+        return access.project_for(request.user, project_id, role=role)
     except (NotFound, Forbidden):
         raise Http404("project not found") from None
 
 
 def project_context(request: HttpRequest, project: Project, active: str) -> dict[str, Any]:
-    role = selectors.role_of(request.user, project)
+    role = access.role_of(request.user, project)
     rank = ROLE_RANK[role]
     nav = [
         {"key": key, "title": title, "url": reverse(url_name, args=[project.id]), "active": key == active}

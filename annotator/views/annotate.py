@@ -16,9 +16,10 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from annotator import loop_selectors, page_selectors, selectors
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, Project, QueueItem
+from annotator.selectors import projects as project_selectors
+from annotator.selectors import queue as queue_selectors
 from annotator.services import annotations as annotation_services
 from annotator.services import models as model_services
 from annotator.services import queue as queue_services
@@ -57,7 +58,7 @@ def _item_view(item: dict[str, Any]) -> dict[str, Any]:
 
 def _correction_item(project: Project, answer: Annotation) -> dict[str, Any]:
     """The item of an earlier answer, shaped like a leased item, to be answered again."""
-    out = loop_selectors.queue_items_out(project, [answer.queue_item])[0]
+    out = queue_selectors.queue_items_shown(project, [answer.queue_item])[0]
     out["correction"] = {"annotation_id": answer.id, "previous": answer.labels}
     return _item_view(out)
 
@@ -71,13 +72,13 @@ def _stage_context(request: HttpRequest, project: Project, *, notice: str = "", 
         # stays free for others instead of sitting leased behind the page.
         queue_services.queue_skip(user=request.user, item_id=skipped)
         items = [item for item in items if item.id != skipped]
-    shown = [_item_view(item) for item in loop_selectors.queue_items_out(project, items)]
+    shown = [_item_view(item) for item in queue_selectors.queue_items_shown(project, items)]
     if reopen is not None:
         shown.insert(0, _correction_item(project, reopen))
-    stats = loop_selectors.queue_stats(project)
+    stats = queue_selectors.queue_stats(project)
     return {
         "items": shown,
-        "labels": selectors.project_labels(project),
+        "labels": project_selectors.project_labels(project),
         "multi": project.is_multi_label,
         "session_count": request.session.get(_session_key(project), 0),
         "waiting": stats["pending"],
@@ -106,7 +107,7 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id)
     reopen = None
     if request.GET.get("reopen"):
-        reopen = page_selectors.last_queue_answer(request.user, project)
+        reopen = queue_selectors.last_queue_answer(request.user, project)
     notice = "" if reopen or not request.GET.get("reopen") else "You have no earlier answer in this project to undo."
     context = {
         **project_context(request, project, "annotate"),
@@ -118,7 +119,7 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
 
 def _item_of_project_or_404(project: Project, item_id: int) -> None:
     """An item of another project (or none) is a 404 here, never a write in the other project."""
-    if not QueueItem.objects.filter(pk=item_id, project=project).exists():
+    if not queue_selectors.queue_item_in_project(project, item_id):
         raise Http404("queue item not found")
 
 
@@ -159,7 +160,7 @@ def skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
 def correct(request: HttpRequest, project_id: int, annotation_id: int) -> HttpResponse:
     """Answer an earlier item again (undo): a new annotation, which outranks the user's old one."""
     project = project_or_404(request, project_id)
-    answer = page_selectors.answer_of(request.user, project, annotation_id)
+    answer = queue_selectors.answer_of(request.user, project, annotation_id)
     if answer is None:
         raise Http404("answer not found")
     try:

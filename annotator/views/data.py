@@ -12,11 +12,13 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from annotator import page_selectors, selectors
 from annotator.errors import InvalidInput, ServiceError
 from annotator.models import Role, Source
+from annotator.selectors import access
+from annotator.selectors import projects as project_selectors
 from annotator.services import examples as example_services
 from annotator.services import files as file_services
+from annotator.services.files import file_preview
 from annotator.views.access import UNPROCESSABLE, error_list, project_context, project_or_404, render_page
 
 NONE = ""  # the "(none)" choice of an optional column
@@ -48,7 +50,7 @@ def _rows_for_import(rows: list[dict[str, Any]], mapping: dict[str, str]) -> lis
 def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
     context: dict[str, Any] = {**project_context(request, project, "data"), "sources": SOURCES,
-                               "source": request.POST.get("source", Source.IMPORT), "labels": selectors.project_labels(project)}
+                               "source": request.POST.get("source", Source.IMPORT), "labels": project_selectors.project_labels(project)}
     status = 200
     upload = request.FILES.get("file")
     if request.method == "POST":
@@ -62,7 +64,7 @@ def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
             if fmt not in file_services.FORMATS:
                 raise InvalidInput([{"field": "format", "message": "format must be csv or jsonl"}])
             context["format"] = fmt
-            preview = page_selectors.file_preview(data, fmt)
+            preview = file_preview(data, fmt)
             context["preview"] = preview
             mapping = _mapping(request, preview.columns)
             context["mapping"] = mapping
@@ -86,7 +88,7 @@ def _import(request: HttpRequest, project: Any, data: bytes, fmt: str, mapping: 
     source = request.POST.get("source") or Source.IMPORT
     result = example_services.examples_import(
         project=project, user=request.user, rows=_rows_for_import(rows, mapping), default_source=source,
-        max_rows=None, allow_history=selectors.role_of(request.user, project) == Role.ADMIN, line_numbers=lines,
+        max_rows=None, allow_history=access.role_of(request.user, project) == Role.ADMIN, line_numbers=lines,
     )
     return {"created": result.created, "unchanged": result.unchanged, "updated": result.updated,
             "total": len(rows)}

@@ -10,8 +10,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from annotator import page_selectors, selectors
 from annotator.models import DriftWindow, Project, Role
+from annotator.selectors import drift as drift_selectors
+from annotator.selectors import projects as project_selectors
 from annotator.views import charts
 from annotator.views.access import paginate, project_context, project_or_404, render_page
 
@@ -72,9 +73,8 @@ REFERENCE_KINDS = {"pool": "scored pool", "labeled_split": "labeled split", "pro
 def _references(project: Project, windows: list[Any]) -> dict[int, dict[str, Any]]:
     """Window id -> the reference it was compared with, in one query (the page's window lists defer
     ``details``, which holds every test statistic)."""
-    rows = DriftWindow.objects.filter(project=project, id__in=[w.id for w in windows]).values_list(
-        "id", "details__reference")
-    return {pk: {**LEGACY_REFERENCE, **(record if isinstance(record, dict) else {})} for pk, record in rows}
+    rows = drift_selectors.window_references(project, [w.id for w in windows])
+    return {pk: {**LEGACY_REFERENCE, **(record if isinstance(record, dict) else {})} for pk, record in rows.items()}
 
 
 def reference_spans(windows: list[DriftWindow]) -> list[dict[str, Any]]:
@@ -98,8 +98,8 @@ def drift(request: HttpRequest, project_id: int) -> HttpResponse:
     from training.drift_signals import DriftConfig
 
     project = project_or_404(request, project_id, role=Role.REVIEWER)
-    windows = page_selectors.drift_windows(project, limit=PLOTTED_WINDOWS)
-    alerts = paginate(request, page_selectors.drift_alerts(project), ALERTS_PER_PAGE)
+    windows = drift_selectors.drift_windows(project, limit=PLOTTED_WINDOWS)
+    alerts = paginate(request, drift_selectors.drift_alerts(project), ALERTS_PER_PAGE)
     references = _references(project, [*windows, *alerts])
     for w in [*windows, *alerts]:
         w.reference = references.get(w.id, LEGACY_REFERENCE)
@@ -107,7 +107,7 @@ def drift(request: HttpRequest, project_id: int) -> HttpResponse:
     latest = windows[-1] if windows else None
     context = {
         **project_context(request, project, "drift"),
-        **drift_plots(windows, selectors.project_labels(project)),
+        **drift_plots(windows, project_selectors.project_labels(project)),
         "windows": windows,
         "latest": latest,
         "page": alerts,

@@ -15,9 +15,11 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from annotator import loop_selectors, page_selectors, selectors
 from annotator.errors import Forbidden, InvalidInput, NotFound
 from annotator.models import ModelVersion, Project, Role
+from annotator.selectors import jobs as job_selectors
+from annotator.selectors import models as model_selectors
+from annotator.selectors import projects as project_selectors
 from annotator.services import models as model_services
 from annotator.services.holdout import HOLDOUT_MAX, HOLDOUT_MIN, HOLDOUT_MIN_PER_CLASS, HOLDOUT_SHARE
 from annotator.services.pipeline import PROMOTION_MARGIN
@@ -70,7 +72,7 @@ def _history_text(promotion: dict[str, Any]) -> list[str]:
 
 def _version_row(version: ModelVersion, project: Project, running_jobs: set[int]) -> dict[str, Any]:
     metrics = version.metrics or {}
-    holdout = loop_selectors.holdout_out(version)
+    holdout = model_selectors.version_holdout(version)
     legacy = "holdout" not in metrics
     measured = metrics if legacy else holdout
     slices = [
@@ -78,7 +80,7 @@ def _version_row(version: ModelVersion, project: Project, running_jobs: set[int]
          "macro_f1": _with_interval(values.get("macro_f1"), values.get("macro_f1_ci"))}
         for name, values in sorted((measured.get("slices") or {}).items())
     ]
-    promotion = loop_selectors.promotion_out(version, running_jobs=running_jobs)
+    promotion = model_selectors.version_promotion(version, running_jobs=running_jobs)
     serving = project.serving_version
     can_promote = version.status == ModelVersion.Status.READY and project.serving_version_id != version.id
     if not can_promote:
@@ -128,7 +130,7 @@ def _selected(versions: list[ModelVersion], project: Project, wanted: str | None
 
 def _stability_chart(versions: list[ModelVersion]) -> str | None:
     """Kappa of each version with the previous one, against the stopping threshold; None before any kappa."""
-    points = page_selectors.stability_curve(versions)
+    points = model_selectors.stability_curve(versions)
     if not points:
         return None
     series = [charts.Series("kappa with the previous version",
@@ -150,12 +152,12 @@ def _stability_chart(versions: list[ModelVersion]) -> str | None:
 @require_GET
 def models(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
-    versions = page_selectors.model_versions(project)
-    running = loop_selectors.running_job_ids(project)
+    versions = model_selectors.model_versions(project)
+    running = job_selectors.running_job_ids(project)
     rows = [_version_row(v, project, running) for v in versions]
     selected = _selected(versions, project, request.GET.get("version"))
-    names = selectors.project_labels(project)
-    curve = page_selectors.learning_curve(versions)
+    names = project_selectors.project_labels(project)
+    curve = model_selectors.learning_curve(versions)
     context = {
         **project_context(request, project, "models"),
         "rows": rows,
@@ -165,7 +167,7 @@ def models(request: HttpRequest, project_id: int) -> HttpResponse:
             title="Learning curve: macro-F1 against training labels", x_label="training labels",
             y_label="macro-F1", y_range=(0.0, 1.0), empty="No trained version yet", width=900, height=240,
         ),
-        "stopping": page_selectors.stopping_signal(project),
+        "stopping": model_selectors.stopping_signal(project),
         "stability_chart": _stability_chart(versions),
         "promotion_policy": project.setting("promotion"),
         "promotion_margin": f"{PROMOTION_MARGIN:g}",
@@ -201,7 +203,7 @@ def models(request: HttpRequest, project_id: int) -> HttpResponse:
 def promote(request: HttpRequest, project_id: int, model_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
     try:
-        version = loop_selectors.model_version_for(request.user, model_id, role=Role.REVIEWER)
+        version = model_selectors.model_version_for(request.user, model_id, role=Role.REVIEWER)
     except (NotFound, Forbidden):
         raise Http404("model version not found") from None
     if version.project_id != project.id:

@@ -16,13 +16,17 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from annotator import loop_selectors, page_selectors, selectors
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Job, Project, Role
+from annotator.project_settings import QUEUE_REASONS, TRAIN_MODES
+from annotator.selectors import access
+from annotator.selectors import jobs as job_selectors
+from annotator.selectors import models as model_selectors
+from annotator.selectors import projects as project_selectors
+from annotator.selectors import queue as queue_selectors
 from annotator.services import jobs as job_services
 from annotator.services import models as model_services
 from annotator.services import projects as project_services
-from annotator.services.projects import QUEUE_REASONS, TRAIN_MODES
 from annotator.views.access import (
     UNPROCESSABLE,
     project_context,
@@ -45,16 +49,16 @@ INT_SETTINGS = (
 @login_required
 @require_GET
 def project_list(request: HttpRequest) -> HttpResponse:
-    projects = selectors.projects_for(request.user).select_related("serving_version")
+    projects = access.projects_for(request.user).select_related("serving_version")
     rows = [
-        {"project": p, "role": selectors.role_of(request.user, p), "counts": selectors.project_counts(p)}
+        {"project": p, "role": access.role_of(request.user, p), "counts": project_selectors.project_counts(p)}
         for p in projects
     ]
     return render(request, "project_list.html", {"rows": rows})
 
 
 def _jobs_context(project: Project) -> dict[str, Any]:
-    return {"jobs": page_selectors.recent_jobs(project), "train_modes": TRAIN_MODES,
+    return {"jobs": job_selectors.recent_jobs(project), "train_modes": TRAIN_MODES,
             "default_mode": project.setting("train_mode")}
 
 
@@ -86,10 +90,10 @@ def _overview_context(request: HttpRequest, project: Project) -> dict[str, Any]:
     return {
         **project_context(request, project, "overview"),
         **_jobs_context(project),
-        "counts": selectors.project_counts(project),
-        "queue": loop_selectors.queue_stats(project),
+        "counts": project_selectors.project_counts(project),
+        "queue": queue_selectors.queue_stats(project),
         "serving": project.serving_version,
-        "stopping": page_selectors.stopping_signal(project),
+        "stopping": model_selectors.stopping_signal(project),
         "settings_form": _settings_rows(project),
     }
 
@@ -107,7 +111,7 @@ def job_status(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
     """One job's progress: the polled ``_job_status.html`` partial (polling stops once the job ended),
     or a page of its own for a plain link."""
     project = project_or_404(request, project_id)
-    job = page_selectors.job_in_project(project, job_id)
+    job = job_selectors.job_in_project(project, job_id)
     if job is None:
         raise Http404("job not found")
     context = {**project_context(request, project, "overview"), "job": job}
@@ -151,7 +155,7 @@ def train(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_POST
 def job_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
-    job = page_selectors.job_in_project(project, job_id)
+    job = job_selectors.job_in_project(project, job_id)
     if job is None:
         raise Http404("job not found")
     try:

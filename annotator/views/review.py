@@ -14,9 +14,12 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from annotator import loop_selectors, page_selectors, selectors
 from annotator.errors import InvalidInput
 from annotator.models import Project, Role
+from annotator.selectors import consensus as consensus_selectors
+from annotator.selectors import health as health_selectors
+from annotator.selectors import noise as noise_selectors
+from annotator.selectors import projects as project_selectors
 from annotator.services import health as health_services
 from annotator.services import noise as noise_services
 from annotator.views import charts
@@ -34,11 +37,11 @@ AGREEMENT_PER_PAGE = 25
 
 
 def _report_context(request: HttpRequest, project: Project) -> dict[str, Any]:
-    labels = selectors.project_labels(project)
+    labels = project_selectors.project_labels(project)
     label = request.GET.get("label") or request.POST.get("filter_label") or ""
     if label not in labels:
         label = ""
-    header, issues = loop_selectors.noise_report(project, label=label or None)
+    header, issues = noise_selectors.noise_report(project, label=label or None)
     page = paginate(request, issues, ISSUES_PER_PAGE)
     per_class = header.get("per_class") or []
     rate = header.get("estimated_noise_rate")
@@ -49,8 +52,8 @@ def _report_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "labels": labels,
         "label": label,
         "page": page,
-        "rows": page_selectors.noise_issue_rows(project, list(page.object_list)),
-        "settled_rows": loop_selectors.settled_flags(project),
+        "rows": noise_selectors.noise_issue_rows(project, list(page.object_list), with_labelers=True),
+        "settled_rows": noise_selectors.settled_flags(project),
         "per_class_chart": charts.bar_chart(
             [row["label"] for row in per_class], [row.get("estimated_noise_rate") for row in per_class],
             title="Estimated noise rate per class", empty="No noise estimate yet",
@@ -137,17 +140,17 @@ def decisions(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_GET
 def agreement(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
-    overlapping = page_selectors.overlapping_examples(project).values_list("example_id", flat=True)
+    overlapping = consensus_selectors.overlapping_examples(project).values_list("example_id", flat=True)
     # One query: the newest overlapping items are both the sample of the rates and the pages listed.
-    sample = list(overlapping[: page_selectors.AGREEMENT_SAMPLE])
+    sample = list(overlapping[: consensus_selectors.AGREEMENT_SAMPLE])
     page = paginate(request, sample, AGREEMENT_PER_PAGE)
-    report = page_selectors.agreement_report(project, list(page.object_list), sample_ids=sample)
+    report = consensus_selectors.agreement_report(project, list(page.object_list), sample_ids=sample)
     context = {
         **project_context(request, project, "review"),
         "page": page,
         "report": report,
         "pair_percent": None if report["pair_agreement"] is None else report["pair_agreement"] * 100,
-        "sample_limit": page_selectors.AGREEMENT_SAMPLE,
+        "sample_limit": consensus_selectors.AGREEMENT_SAMPLE,
         "annotator_chart": charts.bar_chart(
             [row["username"] for row in report["annotators"]], [row["agreement"] for row in report["annotators"]],
             title="Agreement with the consensus per annotator", value_max=1.0,
@@ -163,10 +166,10 @@ OUTLIERS_PER_PAGE = 50
 
 
 def _conflicts_context(request: HttpRequest, project: Project) -> dict[str, Any]:
-    header, groups = loop_selectors.conflict_report(project)
+    header, groups = health_selectors.conflict_report(project)
     page = paginate(request, groups, CONFLICTS_PER_PAGE)
-    return {"conflicts": header, "page": page, "labels": selectors.project_labels(project),
-            "groups": loop_selectors.conflict_groups_out(project, list(page.object_list))}
+    return {"conflicts": header, "page": page, "labels": project_selectors.project_labels(project),
+            "groups": health_selectors.conflict_groups_with_texts(project, list(page.object_list))}
 
 
 @login_required
@@ -204,7 +207,7 @@ def conflicts_settle(request: HttpRequest, project_id: int) -> HttpResponse:
 @require_GET
 def data_health(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
-    header, rows = loop_selectors.health_report(project)
+    header, rows = health_selectors.health_report(project)
     page = paginate(request, rows, OUTLIERS_PER_PAGE)
     classes = [{**row, "percent": row["share"] * 100} for row in header["classes"]]
     header = {**header, "classes": classes}
@@ -212,7 +215,7 @@ def data_health(request: HttpRequest, project_id: int) -> HttpResponse:
         **project_context(request, project, "review"),
         "health": header,
         "page": page,
-        "outliers": loop_selectors.outlier_rows_out(project, list(page.object_list)),
+        "outliers": health_selectors.outlier_rows_with_texts(project, list(page.object_list)),
         "class_chart": charts.bar_chart(
             [row["label"] for row in classes], [row["share"] for row in classes],
             title="Share of labeled examples per class", empty="No class health yet",

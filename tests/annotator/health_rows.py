@@ -10,7 +10,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotator.models import Example, ModelVersion, Project
-from annotator.selectors import project_labels
+from annotator.selectors.projects import project_labels
 from annotator.services.examples import examples_import
 from annotator.services.health import health_for_version
 

@@ -6,7 +6,7 @@ from django.db import InterfaceError, OperationalError
 
 from annotator.errors import ServiceError
 from annotator.models import Project, Role
-from annotator.selectors import role_of
+from annotator.selectors.access import role_of
 from annotator.services.examples import examples_import
 from annotator.services.files import ColumnMap, guess_format, parse_file
 

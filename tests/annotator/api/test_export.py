@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from annotator import selectors
 from annotator.models import Annotation, Example, Role
+from annotator.selectors import export as export_selectors
 from tests.annotator.assertions import counts, error_list
 
 EXPORT_FIELDS = {
@@ -117,7 +117,7 @@ def test_jsonl_is_the_default_format(history_project, as_admin):
 def test_export_reads_in_chunks_without_losing_or_repeating_examples(
     project, admin, as_admin, make_examples, monkeypatch
 ):
-    monkeypatch.setattr(selectors, "EXPORT_CHUNK", 3)
+    monkeypatch.setattr(export_selectors, "EXPORT_CHUNK", 3)
     examples = make_examples(project, admin, [{"text": f"text {i}", "label": "neutral"} for i in range(10)])
 
     rows = jsonl_rows(export(as_admin, project.id))

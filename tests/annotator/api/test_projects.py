@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from annotator.models import LabelClass, Membership, Project, Role
-from annotator.services.projects import PROJECT_SETTING_DEFAULTS
+from annotator.project_settings import default
 from tests.annotator.assertions import error_list
 
 URL = "/api/v1/projects/"
@@ -51,7 +51,7 @@ def test_a_multi_label_project_with_settings(as_admin):
     assert response.status_code == 201
     settings = response.json()["settings"]
     assert settings["max_text_chars"] == 500 and settings["guidelines"] == "Tag every topic."
-    assert settings["lease_seconds"] == PROJECT_SETTING_DEFAULTS["lease_seconds"]
+    assert settings["lease_seconds"] == default("lease_seconds")
 
 
 BAD_PROJECTS = {
@@ -180,8 +180,8 @@ def test_an_admin_changes_settings_and_other_settings_are_kept(project, as_admin
 
     assert response.status_code == 200
     project.refresh_from_db()
-    assert project.settings["max_text_chars"] == 100
-    assert project.settings["lease_seconds"] == PROJECT_SETTING_DEFAULTS["lease_seconds"]
+    assert project.setting("max_text_chars") == 100
+    assert project.setting("lease_seconds") == default("lease_seconds")
 
 
 @pytest.mark.django_db
@@ -203,4 +203,4 @@ def test_invalid_settings_change_nothing(project, as_admin):
     assert response.status_code == 400
     assert error_list(response)[0]["field"] == "settings.lease_seconds"
     project.refresh_from_db()
-    assert project.settings["max_text_chars"] == 20_000
+    assert project.setting("max_text_chars") == 20_000

@@ -17,8 +17,8 @@ from django.core.management import CommandError, call_command
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from annotator.csv_cells import csv_safe
 from annotator.errors import InvalidInput
-from annotator.selectors import csv_safe
 from annotator.services.examples import examples_import
 from annotator.services.files import parse_file
 from annotator.services.projects import project_create

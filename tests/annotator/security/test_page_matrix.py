@@ -18,7 +18,8 @@ from django.test import Client
 from django.urls import reverse
 
 from annotator.models import Project
-from annotator.services.projects import QUEUE_REASONS, member_set
+from annotator.project_settings import QUEUE_REASONS
+from annotator.services.projects import member_set
 from annotator.views.pages import INT_SETTINGS
 from tests.annotator.security.conftest import ROLES, World, routes, snapshot
 

@@ -148,8 +148,8 @@ def _scoring_setup(project: Project, admin: Any, make_examples: Any) -> tuple[Mo
 def test_a_scoring_failure_leaves_the_new_version_unpromoted(project, admin, make_examples, monkeypatch,
                                                               django_capture_on_commit_callbacks):
     from annotator import tasks
-    from annotator.loop_selectors import promotion_out
     from annotator.models import Job
+    from annotator.selectors.models import version_promotion
     from annotator.services import pipeline
 
     candidate, (train_job, reporter) = _scoring_setup(project, admin, make_examples)
@@ -166,7 +166,7 @@ def test_a_scoring_failure_leaves_the_new_version_unpromoted(project, admin, mak
     candidate.refresh_from_db()
     assert "decision" not in candidate.comparison
     assert Job.objects.get(pk=train_job.pk).status == Job.Status.FAILED
-    assert promotion_out(candidate)["evidence"]["reason"].startswith("not decided: scoring did not finish")
+    assert version_promotion(candidate)["evidence"]["reason"].startswith("not decided: scoring did not finish")
 
 
 def test_the_decision_comes_once_scoring_succeeded_and_before_the_queue_rebuild(project, admin, make_examples,

@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 
 from annotator.models import Example, ExampleScore, ModelVersion, Project, QueueItem
+from annotator.selectors.noise import DETECTOR_MIN_REVIEWED, detector_precision
 from annotator.services.holdout import HOLDOUT_RULE, HOLDOUT_SHARE, holdout_hash
 from annotator.services.pipeline import _save_embeddings
 from annotator.services.projects import project_update_settings
 from annotator.services.queue import interleave, queue_add_many, queue_lease, queue_submit
-from annotator.services.queue_policy import (
-    DETECTOR_MIN_REVIEWED,
-    adaptive_suspect_share,
-    detector_precision,
-    effective_mix,
-    pick_items,
-)
+from annotator.services.queue_policy import adaptive_suspect_share, effective_mix, pick_items
 
 pytestmark = pytest.mark.django_db
 

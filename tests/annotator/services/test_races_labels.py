@@ -20,8 +20,8 @@ from django.db import connection
 from django.db.backends.sqlite3.base import DatabaseWrapper as SQLite
 from django.utils import timezone
 
-from annotator import loop_selectors, page_selectors, selectors
 from annotator.models import Annotation, Example, ExampleLabel, ModelVersion, Project, QueueItem, Role
+from annotator.selectors import consensus, export, health
 from annotator.services import annotations as annotation_services
 from annotator.services import queue as queue_services
 from annotator.services.annotations import refresh_current_labels
@@ -282,7 +282,7 @@ def test_queuing_many_examples_binds_few_parameters_per_query(project, many_labe
 @pytest.mark.django_db
 def test_exporting_many_examples_binds_few_parameters_per_query(project, many_labeled):
     with largest_bound_parameter_list() as seen:
-        rows = list(selectors.export_rows(project))
+        rows = list(export.export_rows(project))
 
     assert len(rows) == MANY and all(row["label"] == "positive" for row in rows)
     assert max(seen) <= SQLITE_LIMIT
@@ -292,7 +292,7 @@ def test_exporting_many_examples_binds_few_parameters_per_query(project, many_la
 def test_agreement_over_many_examples_binds_few_parameters_per_query(project, many_labeled):
     ids = [e.id for e in many_labeled]
     with largest_bound_parameter_list() as seen:
-        report = page_selectors.agreement_report(project, ids[:10], sample_ids=ids)
+        report = consensus.agreement_report(project, ids[:10], sample_ids=ids)
 
     assert report is not None
     assert max(seen) <= SQLITE_LIMIT
@@ -305,7 +305,7 @@ def test_a_conflict_group_of_many_examples_binds_few_parameters_per_query(projec
         "health": {"conflicts": {"groups": [{"example_ids": ids, "labels": ["positive"] * MANY, "score": 1.0}]}}})
     ExampleLabel.objects.filter(example_id=ids[0]).update(label=project.label_classes.get(name="negative"))
     with largest_bound_parameter_list() as seen:
-        _header, groups = loop_selectors.conflict_report(project)
+        _header, groups = health.conflict_report(project)
 
     assert len(groups) == 1 and len(groups[0]["members"]) == MANY
     assert max(seen) <= SQLITE_LIMIT

@@ -1,0 +1,26 @@
+"""Database portability the services and the selectors share: which database this is, and long ``__in``
+lists split to fit every database."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from typing import TypeVar
+
+from django.db import connection
+
+T = TypeVar("T")
+
+# SQLite binds at most 999 parameters per statement in builds before 3.32 (32,766 since), and Django assumes
+# 999 for it; a list of this many leaves room for the statement's other parameters.
+IN_LIST_CHUNK = 900
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def in_chunks(values: Collection[T], size: int = IN_LIST_CHUNK) -> Iterator[list[T]]:
+    """``values`` in lists of at most ``size``, for ``__in`` lookups over lists that grow with the project."""
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
