@@ -195,9 +195,19 @@ CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Running jobs beat every JOB_HEARTBEAT_SECONDS; a job silent for JOB_STALE_SECONDS lost its worker and is
-# sent again by the sweep every worker runs each JOB_SWEEP_SECONDS (annotator/celery.py).
+# sent again by the sweep (services.recovery.jobs_recover), a task Celery beat sends every JOB_SWEEP_SECONDS.
+# Run exactly one beat (`celery -A annotator beat`, or one worker with -B); a second one is harmless (the
+# sweep is idempotent), only wasteful. A sweep message older than its interval is dropped unrun: a newer
+# one is on its way, so sweeps do not pile up behind a busy worker.
 JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", 10))
 JOB_STALE_SECONDS = float(os.environ.get("JOB_STALE_SECONDS", 60))
+JOB_SWEEP_SECONDS = float(os.environ.get("JOB_SWEEP_SECONDS", 15))
+CELERY_BEAT_SCHEDULE = {
+    "sweep-jobs": {"task": "annotator.tasks.sweep_jobs", "schedule": JOB_SWEEP_SECONDS,
+                   "options": {"expires": max(JOB_SWEEP_SECONDS, 1.0)}},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get("CELERY_BEAT_SCHEDULE_FILENAME",
+                                               str(DATA_DIR / "celerybeat-schedule"))
 
 # --- Security in production -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

@@ -1,7 +1,8 @@
 """Celery tasks: thin. Each takes ids, re-fetches rows, calls a service, and is safe to run twice.
 
-Routes (settings.CELERY_TASK_ROUTES): train_* on the ``training`` queue, score_* on ``scoring``, the rest on
-``default``. acks_late + reject_on_worker_lost: a task whose worker dies is delivered again, and the job
+Services never import this module: they send tasks by name through ``annotator.dispatch``. Routes
+(settings.CELERY_TASK_ROUTES): train_* on the ``training`` queue, score_* on ``scoring``, the rest on
+``default``; Celery beat sends ``sweep_jobs`` (settings.CELERY_BEAT_SCHEDULE). acks_late + reject_on_worker_lost: a task whose worker dies is delivered again, and the job
 row's lock and status make the second run continue or stop instead of repeating finished work.
 """
 
@@ -17,10 +18,10 @@ from annotator.services import jobs as job_services
 log = logging.getLogger(__name__)
 
 
-
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def train_project(job_id: int) -> None:
-    from annotator.services.pipeline import TrainingInputError, run_training
+    from annotator.services.snapshot import TrainingInputError
+    from annotator.services.training import run_training
 
     job = job_services.job_start(job_id)
     if job is None:
@@ -48,10 +49,10 @@ def train_project(job_id: int) -> None:
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def score_chunk(self, score_job_id: int, index: int, example_ids: list[int]) -> None:  # noqa: ANN001
-    from annotator.services.pipeline import score_chunk as run
+    from annotator.services.scoring import score_chunk as run
 
     try:
-        # The beat tells the sweeper that this chunk is being worked on: without it, a chunk that takes
+        # The heartbeat tells the sweep that this chunk is being worked on: without it, a chunk that takes
         # longer than JOB_STALE_SECONDS would be sent again (and scored twice) while it runs.
         with job_services.Heartbeat(score_job_id):
             run(score_job_id, index, example_ids)
@@ -89,3 +90,13 @@ def check_drift(project_id: int) -> None:
     from annotator.services.production import drift_check
 
     drift_check(project_id)
+
+
+# Not acks_late: a sweep lost with its worker is not worth delivering again, the next beat sends another.
+@shared_task(acks_late=False, reject_on_worker_lost=False)
+def sweep_jobs() -> int:
+    """Celery beat sends this every JOB_SWEEP_SECONDS: send again what never reached the broker or whose
+    worker died (services.recovery.jobs_recover; idempotent, so overlapping sweeps send each task once)."""
+    from annotator.services.recovery import jobs_recover
+
+    return jobs_recover()

@@ -42,7 +42,7 @@ LEGACY_HOLDOUT = "trained before the stable holdout: measured on its validation 
 
 
 def version_holdout(version: ModelVersion) -> dict[str, Any]:
-    """The version's held-out measurement (services.holdout, services.pipeline.measure_holdout), or why there
+    """The version's held-out measurement (services.holdout, services.evaluation.measure_holdout), or why there
     is none."""
     holdout = (version.metrics or {}).get("holdout")
     if holdout is not None:
@@ -53,7 +53,7 @@ def version_holdout(version: ModelVersion) -> dict[str, Any]:
 
 
 def version_promotion(version: ModelVersion, *, running_jobs: set[int] | None = None) -> dict[str, Any]:
-    """The promotion decision with its evidence (services.pipeline.decide_promotion) and every promotion of
+    """The promotion decision with its evidence (services.models.decide_promotion) and every promotion of
     the version since (by hand, rollbacks); ``decision`` is None while or when none was made."""
     comparison = version.comparison or {}
     history = list(comparison.get("history") or [])

@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from annotator.models import Example, ExampleScore, ModelVersion, Source
 from annotator.selectors.projects import project_labels
+from annotator.services.pool_embeddings import load_pool_embeddings
 from annotator.serving import predictor_for, version_dir
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,6 @@ def drift_reference_update(*, version: ModelVersion) -> dict[str, Any] | None:
     Returns the reference's description, or None when the pool is smaller than ``MIN_POOL`` (the labeled
     split stays the reference).
     """
-    from annotator.services.pipeline import load_pool_embeddings
     from training.drift_reference import DriftReference, build_drift_reference, combine_drift_references
 
     project = version.project

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -47,46 +47,6 @@ def job_create(
         if running is None:  # pragma: no cover - the constraint only fires when one exists
             raise
         raise Conflict(f"a {kind} job is already {running.status} for this project", job_id=running.id) from None
-
-
-BROKER_ERRORS: tuple[type[BaseException], ...] = (OSError,)
-try:  # the errors a publish raises when Redis is unreachable
-    from kombu.exceptions import OperationalError as KombuOperationalError
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    BROKER_ERRORS = (KombuOperationalError, RedisConnectionError, OSError)
-except ImportError:  # pragma: no cover
-    pass
-
-
-def job_dispatch(job: Job, task: Any, *args: Any) -> None:
-    """Send the job's task once the current transaction commits. With the broker down the job stays
-    queued and :func:`jobs_redispatch` sends it when the broker is back; the caller's write stands."""
-
-    def send() -> None:
-        try:
-            task.apply_async(args=args)
-        except BROKER_ERRORS as error:
-            log.warning("broker unreachable; job %s waits to be dispatched: %s", job.pk, error)
-            Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
-                message="waiting for the broker (Redis) to come back")
-            return
-        Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now())
-
-    transaction.on_commit(send)
-
-
-def send_after_commit(task: Any, *args: Any) -> None:
-    """Send a task that has no job row of its own once the transaction commits; a broker outage is
-    logged, not raised, so the write that asked for it stands (drift checks catch up on the next push)."""
-
-    def send() -> None:
-        try:
-            task.apply_async(args=args)
-        except BROKER_ERRORS as error:
-            log.warning("broker unreachable; %s%s not sent: %s", task.name, args, error)
-
-    transaction.on_commit(send)
 
 
 MAX_ATTEMPTS = 3
@@ -126,111 +86,6 @@ class Heartbeat:
     def __exit__(self, *_: Any) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-def _send(task: Any, *args: Any) -> bool:
-    try:
-        task.apply_async(args=args)
-    except BROKER_ERRORS as error:
-        log.warning("broker unreachable; %s%s not sent: %s", task.name, args, error)
-        return False
-    return True
-
-
-def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
-    """Send again what never reached the broker or whose worker died. Returns how many tasks were sent.
-
-    - a queued train job that was never dispatched (the broker was down) is sent;
-    - a running train job still in training whose heartbeat is stale is sent again (its worker died; the
-      next attempt starts over), or failed after MAX_ATTEMPTS;
-    - a running scoring job whose heartbeat is stale gets its unfinished chunks sent again (chunks upsert),
-      or, when every chunk is done (its worker died while closing it), is closed and the rebuild sent;
-    - a train job whose scoring finished but whose promotion was never decided gets it decided (then the rebuild
-      sent), and one whose queue rebuild never ran gets the rebuild sent;
-    - a project with a full window of production samples that no drift check measured gets one sent.
-    """
-    from annotator import tasks
-
-    sent = 0
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
-    for job in Job.objects.filter(status=Job.Status.QUEUED, dispatched_at__isnull=True, created_at__lt=cutoff,
-                                  kind=Job.Kind.TRAIN):
-        if not _send(tasks.train_project, job.pk):
-            return sent
-        Job.objects.filter(pk=job.pk).update(dispatched_at=timezone.now(), message="")
-        sent += 1
-    stale = stale_before()
-    # Silent for too long: a stale heartbeat, or none since the job was (re)sent.
-    running = Job.objects.filter(status=Job.Status.RUNNING).filter(
-        models.Q(heartbeat_at__lt=stale)
-        | models.Q(heartbeat_at__isnull=True, dispatched_at__lt=stale)
-        | models.Q(heartbeat_at__isnull=True, dispatched_at__isnull=True, started_at__lt=stale))
-    for job in running.filter(kind=Job.Kind.SCORE):
-        done = set(job.result.get("done", []))
-        chunk_ids = job.params.get("chunk_ids", [])
-        if chunk_ids and len(done) >= len(chunk_ids):
-            # Every chunk was saved, but the worker died before it closed the job: close it now (this also
-            # sends the queue rebuild), or the train job would stay running and block the project's training.
-            from annotator.services.pipeline import finish_scoring
-
-            finish_scoring(job.pk)
-            sent += 1
-            continue
-        for index, chunk in enumerate(chunk_ids):
-            if index not in done and _send(tasks.score_chunk, job.pk, index, chunk):
-                sent += 1
-        Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
-    for job in running.filter(kind=Job.Kind.TRAIN):
-        score = Job.objects.filter(parent=job, kind=Job.Kind.SCORE).order_by("-id").first()
-        if score is None:
-            if job.attempts >= MAX_ATTEMPTS:
-                job_finish(job.pk, Job.Status.FAILED, message=f"the worker died {job.attempts} times; gave up "
-                           "(the serving version is unchanged)")
-            elif _send(tasks.train_project, job.pk):
-                # No heartbeat until a worker starts it: job_start takes a job without a live heartbeat.
-                Job.objects.filter(pk=job.pk).update(heartbeat_at=None, dispatched_at=timezone.now(),
-                                                     message="the worker was lost; training again")
-                sent += 1
-        elif score.status == Job.Status.SUCCEEDED and "promotion" not in (job.result or {}):
-            # The worker died after finishing the scoring job, before deciding promotion: decide it now (this
-            # also sends the rebuild), or the version would stay undecided.
-            from annotator.services.pipeline import conclude_scoring
-
-            conclude_scoring(score)
-            sent += 1
-        elif score.status == Job.Status.SUCCEEDED and _send(tasks.rebuild_queue, job.pk):
-            Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
-            sent += 1
-    return sent + _drift_catch_up(cutoff)
-
-
-# Per process: the window start each project's catch-up drift check was sent for, so a check that is only
-# slow (queued behind a training) is not sent again at every sweep.
-_drift_sent: dict[int, int] = {}
-
-
-def _drift_catch_up(cutoff: Any) -> int:
-    """Send the drift check of projects holding a full window of production samples that no check has
-    measured: the pushes' own checks never reached the broker (Redis was down) and no push came since."""
-    from annotator import tasks
-    from annotator.models import DriftWindow, Example, ModelVersion, Source
-
-    sent = 0
-    for project in Project.objects.filter(serving_version__status=ModelVersion.Status.READY).only("id", "settings"):
-        last = DriftWindow.objects.filter(project=project).order_by("-sequence").first()
-        after = last.last_example_id if last else 0
-        if after is None or _drift_sent.get(project.pk) == after:
-            continue
-        size = int(project.setting("drift_window_size"))
-        completing = list(Example.objects.filter(project=project, source=Source.PRODUCTION, id__gt=after)
-                          .order_by("id").values_list("created_at", flat=True)[size - 1:size])
-        if not completing or completing[0] >= cutoff:  # no full window, or its own check may be on its way
-            continue
-        if not _send(tasks.check_drift, project.pk):
-            break
-        _drift_sent[project.pk] = after
-        sent += 1
-    return sent
 
 
 def job_start(job_id: int) -> Job | None:

@@ -11,14 +11,15 @@ import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, connection, transaction
 
+from annotator import dispatch
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
 from annotator.selectors.projects import project_labels
 from annotator.services.drift_reference import ChosenReference, drift_baseline_save, drift_reference_for
 from annotator.services.examples import examples_import
-from annotator.services.jobs import send_after_commit
-from annotator.services.pipeline import jsonable, save_scores, score_rows
+from annotator.services.jsonable import jsonable
 from annotator.services.queue import queue_add_many
+from annotator.services.scoring import save_scores, score_rows
 from annotator.serving import predictor_for
 from annotator.text import unicode_problem
 
@@ -82,8 +83,6 @@ def predict_texts(*, project: Project, texts: Any) -> tuple[ModelVersion, list[d
 def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict[str, Any]:
     """Store production samples (idempotent on external_id), predict with the serving version, score them,
     and check drift in the background."""
-    from annotator import tasks
-
     if isinstance(rows, list):
         if len(rows) > MAX_SAMPLES:
             raise InvalidInput(f"{len(rows)} samples in one request; at most {MAX_SAMPLES:,}")
@@ -104,7 +103,7 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
     with transaction.atomic():
         result = examples_import(project=project, user=user, rows=rows, default_source=Source.PRODUCTION,
                                  max_rows=MAX_SAMPLES)
-        send_after_commit(tasks.check_drift, project.id)
+        dispatch.send_after_commit(dispatch.CHECK_DRIFT, project.id)
     predictions = None
     if version is not None:
         ids = result.ids

@@ -27,6 +27,8 @@ from annotator.services.bulk import allocate_ids
 MAX_LEASE_BATCH = 100
 # A skipped item is not offered to the same annotator again for this long.
 SKIP_COOLDOWN = timedelta(minutes=30)
+# Why an item is in the queue; services.queue_policy decides which items and the mix of reasons.
+REASONS = ("uncertain", "suspect", "drift", "random")
 
 
 def interleave(shares: dict[str, float], available: dict[str, int], n: int) -> list[str]:
@@ -55,11 +57,16 @@ def interleave(shares: dict[str, float], available: dict[str, int], n: int) -> l
     return sequence
 
 
+def lease_mix(project: Project) -> dict[str, float]:
+    """The shares leases draw by: the last rebuild's effective mix (services.queue_policy), else the
+    configured one."""
+    mix = (project.queue_state or {}).get("mix") or project.setting("queue_mix")
+    return {reason: float(mix.get(reason, 0.0)) for reason in REASONS}
+
+
 def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> list[QueueItem]:
     """Lease up to ``n`` items to ``user`` (items they already hold first, renewed), the fresh ones drawn
     across reasons in proportion to the queue mix."""
-    from annotator.services.queue_policy import REASONS, lease_mix
-
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_LEASE_BATCH:
         raise InvalidInput([{"field": "n", "message": f"n must be an integer from 1 to {MAX_LEASE_BATCH}"}])
     now = timezone.now()

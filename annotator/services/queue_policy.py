@@ -36,12 +36,12 @@ from annotator.selectors.noise import DETECTOR_MIN_REVIEWED, detector_precision
 from annotator.selectors.queue import DOUBTS, SUGGESTS
 from annotator.services.holdout import held_out_ids, holdout_cut, reserved_for_holdout
 from annotator.services.jobs import Heartbeat, job_create, job_fail, job_finish, stale_before
-from annotator.services.queue import queue_add_many
+from annotator.services.pool_embeddings import load_pool_embeddings
+from annotator.services.queue import REASONS, queue_add_many
 from annotator.services.stability import version_stability_update
 
 log = logging.getLogger(__name__)
 
-REASONS = ("uncertain", "suspect", "drift", "random")
 # At this precision the configured suspect share holds; the share scales linearly with precision around it,
 SUSPECT_PRECISION_PIVOT = 0.5
 # never below this floor (so the detector keeps being measured) nor above the ceiling.
@@ -90,12 +90,6 @@ def effective_mix(project: Project, detector: dict[str, Any]) -> dict[str, float
         else:  # only suspects configured: whatever the detector gives up goes to uncertain items
             mix[reason] = (1.0 - suspect) if reason == "uncertain" else 0.0
     return {reason: round(share, 6) for reason, share in mix.items()}
-
-
-def lease_mix(project: Project) -> dict[str, float]:
-    """The shares leases draw by: the last rebuild's effective mix, else the configured one."""
-    mix = (project.queue_state or {}).get("mix") or project.setting("queue_mix")
-    return {reason: float(mix.get(reason, 0.0)) for reason in REASONS}
 
 
 def is_cold_start(version: ModelVersion, n_classes: int) -> tuple[bool, str]:
@@ -338,8 +332,6 @@ def _uncertain(version: ModelVersion, pool: list[tuple], n: int, *, strategy: st
 
 
 def _pool_embeddings(version: ModelVersion) -> dict[int, np.ndarray]:
-    from annotator.services.pipeline import load_pool_embeddings
-
     return load_pool_embeddings(version)
 
 

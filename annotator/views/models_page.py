@@ -22,7 +22,7 @@ from annotator.selectors import models as model_selectors
 from annotator.selectors import projects as project_selectors
 from annotator.services import models as model_services
 from annotator.services.holdout import HOLDOUT_MAX, HOLDOUT_MIN, HOLDOUT_MIN_PER_CLASS, HOLDOUT_SHARE
-from annotator.services.pipeline import PROMOTION_MARGIN
+from annotator.services.models import PROMOTION_MARGIN
 from annotator.views import charts
 from annotator.views.access import project_context, project_or_404, render_page
 

@@ -1,7 +1,8 @@
 """``make demo``: the whole product on the embedded default, in one command.
 
 Migrates, starts the embedded Redis (unless REDIS_URL points elsewhere), creates the demo admin, loads the
-BBC news demo project, then runs a Celery worker and the web server until Ctrl-C.
+BBC news demo project, then runs a Celery worker (with the beat that sends the periodic job sweep embedded,
+``-B``: one process is enough for the demo) and the web server until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from annotator.services.demo import demo_project_load
 
 
 class Command(BaseCommand):
-    help = "Set up and run the demo: embedded Redis, web server, Celery worker, demo data."
+    help = "Set up and run the demo: embedded Redis, web server, Celery worker and beat, demo data."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=os.environ.get("DEMO_HOST", "127.0.0.1"))
@@ -58,7 +59,7 @@ class Command(BaseCommand):
             return
         children.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q", "default,training,scoring",
-             "--concurrency", "1", "--loglevel", "INFO"],
+             "--concurrency", "1", "--loglevel", "INFO", "--beat"],
         ))
         children.append(subprocess.Popen(
             [sys.executable, "manage.py", "runserver", "--noreload", f"{options['host']}:{options['port']}"],

@@ -1,6 +1,7 @@
-"""Races in the pipeline's own bookkeeping, on real PostgreSQL (threads, each with its own connection) and
-real Redis: the training snapshot against an annotation committed while it is read, the last scoring chunk
-delivered twice at once, and queue rebuilds run twice at once or delivered again while one runs.
+"""Races in the loop's own bookkeeping (services.snapshot, services.scoring, services.queue_policy and the
+sweep), on real PostgreSQL (threads, each with its own connection) and real Redis: the training snapshot
+against an annotation committed while it is read, the last scoring chunk delivered twice at once, and queue
+rebuilds run twice at once or delivered again while one runs.
 
 No worker runs here (``no_shared_worker``): the tests call the services the way two deliveries of a task
 would, and count what reached the broker themselves.
@@ -22,11 +23,12 @@ from django.db import connection
 from django.utils import timezone
 
 from annotator.models import Annotation, Example, ExampleScore, Job, ModelVersion, Project, QueueItem
-from annotator.services import pipeline, queue_policy
+from annotator.services import queue_policy, scoring
 from annotator.services.annotations import annotation_create
-from annotator.services.jobs import jobs_recover
 from annotator.services.models import labels_since_last_training
 from annotator.services.projects import project_update_settings
+from annotator.services.recovery import jobs_recover
+from annotator.services.snapshot import take_snapshot
 from tests.annotator.views import factories
 
 LABELS = ["positive", "negative", "neutral"]
@@ -106,7 +108,7 @@ def test_a_snapshot_racing_an_annotation_leaves_it_to_the_next_retrain(no_shared
 
     # When the answer commits right after the snapshot has read the current labels
     with connection.execute_wrapper(answer_after_the_labels_are_read):
-        snapshot = pipeline.take_snapshot(project)
+        snapshot = take_snapshot(project)
 
     # Then the snapshot neither holds the answer nor claims to: the next automatic retrain counts it
     (annotation,) = answered
@@ -152,14 +154,14 @@ def test_the_last_chunk_delivered_twice_at_the_same_time_gives_one_finish_and_on
                                result={"done": [0], "done_chunks": 1}, started_at=timezone.now(),
                                heartbeat_at=timezone.now())
     predictor = _BothDeliveriesScoring(deliveries=2)
-    monkeypatch.setattr(pipeline, "predictor_for", lambda version: predictor)
+    monkeypatch.setattr(scoring, "predictor_for", lambda version: predictor)
     decisions: list[int] = []
-    decide = pipeline.decide_promotion
-    monkeypatch.setattr(pipeline, "decide_promotion", lambda version: decisions.append(version.pk) or decide(version))
+    decide = scoring.decide_promotion
+    monkeypatch.setattr(scoring, "decide_promotion", lambda version: decisions.append(version.pk) or decide(version))
 
     # When the last chunk is delivered twice and both deliveries run at once
     def deliver() -> None:
-        pipeline.score_chunk(score.pk, 1, chunks[1])
+        scoring.score_chunk(score.pk, 1, chunks[1])
 
     _in_threads(deliver, deliver)
 

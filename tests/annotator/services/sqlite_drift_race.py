@@ -74,6 +74,7 @@ def main(scenario: str) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connection
 
+    from annotator import dispatch
     from annotator.models import DriftWindow, ModelVersion, Project
     from annotator.services import production
     from annotator.services.drift_reference import ChosenReference
@@ -94,7 +95,7 @@ def main(scenario: str) -> dict[str, Any]:
                                       embeddings=rng.normal(size=(40, 8)))
     production.predictor_for = lambda _version: predictor
     production.drift_reference_for = lambda version: ChosenReference(reference, {"kind": "pool", "summary": "test"})
-    production.send_after_commit = lambda *_args: None  # no broker here: the checks run in threads below
+    dispatch.send_after_commit = lambda *_args: None  # no broker here: the checks run in threads below
 
     # Five full windows wait before the check starts.
     production.samples_push(project=project, user=user,

@@ -19,8 +19,9 @@ from annotator.services.drift_reference import (
     drift_reference_update,
 )
 from annotator.services.examples import examples_import
-from annotator.services.pipeline import _save_embeddings, save_scores, score_rows
+from annotator.services.pool_embeddings import pool_embeddings_save
 from annotator.services.projects import project_update_settings
+from annotator.services.scoring import save_scores, score_rows
 from annotator.serving import version_dir
 from training.drift_reference import DriftReference, build_drift_reference
 
@@ -87,13 +88,13 @@ def scored(project: Project, admin: Any) -> dict[str, Any]:
     _scores(version, pool, _probs(rng, 60, [0, 1], 0.9))
     _scores(version, production, _probs(rng, 10, [2], 0.9))
     _scores(version, labeled, _probs(rng, 20, [1], 0.5), label_quality=0.5, is_issue=False)
-    _save_embeddings(version, 0, [e.id for e in pool], _embeddings(rng, 60))
-    _save_embeddings(version, 1, [e.id for e in production], _embeddings(rng, 10, axis=0))
+    pool_embeddings_save(version, 0, [e.id for e in pool], _embeddings(rng, 60))
+    pool_embeddings_save(version, 1, [e.id for e in production], _embeddings(rng, 10, axis=0))
     labeled_split = build_drift_reference(
         probs=_probs(rng, 6, [1], 0.5), label_names=NAMES, embeddings=_embeddings(rng, 6),
         texts=[f"lab text number {i}" for i in range(6)])
     directory = version_dir(version)
-    directory.mkdir(parents=True, exist_ok=True)  # _save_embeddings made it
+    directory.mkdir(parents=True, exist_ok=True)  # pool_embeddings_save made it
     labeled_split.save(directory / "drift-reference")
     return {"version": version, "pool": pool, "production": production, "labeled": labeled,
             "labeled_split": labeled_split}
@@ -160,7 +161,7 @@ def test_an_empty_pool_keeps_the_labeled_split(project, admin):
     labeled = _examples(project, admin, 4, "lab", label="positive")
     _scores(version, labeled, _probs(np.random.default_rng(1), 4, [0], 0.8), label_quality=0.8)
     directory = version_dir(version)
-    directory.mkdir(parents=True, exist_ok=True)  # _save_embeddings made it
+    directory.mkdir(parents=True, exist_ok=True)  # pool_embeddings_save made it
     build_drift_reference(probs=_probs(np.random.default_rng(2), 8, [0, 1], 0.8), label_names=NAMES).save(
         directory / "drift-reference")
 

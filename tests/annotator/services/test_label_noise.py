@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from annotator.services.pipeline import Snapshot, _label_noise
+from annotator.services.snapshot import Snapshot
+from annotator.services.training import _label_noise
 from tests.training.test_cv_views import planted_noise_fixture
 
 NAMES = ["sports", "food", "tech"]

@@ -1,4 +1,4 @@
-"""The promotion decision's policy (services.pipeline.decide_promotion) where no model has to predict: the first
+"""The promotion decision's policy (services.models.decide_promotion) where no model has to predict: the first
 version, the manual setting, comparisons that cannot be made fairly, and a decision taken only once. The
 paired comparison itself runs against real models in tests/annotator/loop/test_promotion.py."""
 
@@ -12,8 +12,7 @@ from django.utils import timezone
 from annotator.errors import InvalidInput
 from annotator.models import ModelVersion, Project
 from annotator.services.holdout import HOLDOUT_RULE
-from annotator.services.models import model_promote
-from annotator.services.pipeline import decide_promotion
+from annotator.services.models import decide_promotion, model_promote
 from annotator.services.projects import project_update_settings
 
 pytestmark = pytest.mark.django_db
@@ -150,12 +149,13 @@ def test_a_scoring_failure_leaves_the_new_version_unpromoted(project, admin, mak
     from annotator import tasks
     from annotator.models import Job
     from annotator.selectors.models import version_promotion
-    from annotator.services import pipeline
+    from annotator.services import models, scoring
 
     candidate, (train_job, reporter) = _scoring_setup(project, admin, make_examples)
-    monkeypatch.setattr(pipeline, "predictor_for", lambda version: _Predictor(fail=True))
+    for module in (scoring, models):
+        monkeypatch.setattr(module, "predictor_for", lambda version: _Predictor(fail=True))
     with django_capture_on_commit_callbacks(execute=False) as sent:
-        pipeline.start_scoring(train_job, candidate, reporter)
+        scoring.start_scoring(train_job, candidate, reporter)
     assert len(sent) == 1  # one chunk to score
     score_job = Job.objects.get(parent=train_job, kind=Job.Kind.SCORE)
 
@@ -173,17 +173,18 @@ def test_the_decision_comes_once_scoring_succeeded_and_before_the_queue_rebuild(
                                                                                  monkeypatch,
                                                                                  django_capture_on_commit_callbacks):
     from annotator.models import Job
-    from annotator.services import pipeline
+    from annotator.services import models, scoring
 
     candidate, (train_job, reporter) = _scoring_setup(project, admin, make_examples)
-    monkeypatch.setattr(pipeline, "predictor_for", lambda version: _Predictor(fail=False))
+    for module in (scoring, models):
+        monkeypatch.setattr(module, "predictor_for", lambda version: _Predictor(fail=False))
     with django_capture_on_commit_callbacks(execute=False):
-        pipeline.start_scoring(train_job, candidate, reporter)
+        scoring.start_scoring(train_job, candidate, reporter)
     score_job = Job.objects.get(parent=train_job, kind=Job.Kind.SCORE)
     assert _serving(project) == 1  # nothing decided while scoring
 
     with django_capture_on_commit_callbacks(execute=False) as sent:
-        pipeline.score_chunk(score_job.id, 0, score_job.params["chunk_ids"][0])
+        scoring.score_chunk(score_job.id, 0, score_job.params["chunk_ids"][0])
 
     assert _serving(project) == 2
     train_job.refresh_from_db()

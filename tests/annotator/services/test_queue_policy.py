@@ -11,7 +11,7 @@ import pytest
 from annotator.models import Example, ExampleScore, ModelVersion, Project, QueueItem
 from annotator.selectors.noise import DETECTOR_MIN_REVIEWED, detector_precision
 from annotator.services.holdout import HOLDOUT_RULE, HOLDOUT_SHARE, holdout_hash
-from annotator.services.pipeline import _save_embeddings
+from annotator.services.pool_embeddings import pool_embeddings_save
 from annotator.services.projects import project_update_settings
 from annotator.services.queue import interleave, queue_add_many, queue_lease, queue_submit
 from annotator.services.queue_policy import adaptive_suspect_share, effective_mix, pick_items
@@ -132,7 +132,7 @@ def _version(project: Project, *, n_labeled: int, macro_f1: float = 0.8, holdout
 
 
 def _scores(version: ModelVersion, examples: list[Example], probs: np.ndarray, **extra) -> None:
-    from annotator.services.pipeline import save_scores, score_rows
+    from annotator.services.scoring import save_scores, score_rows
 
     names = ["positive", "negative", "neutral"][: probs.shape[1]]
     predicted = [names[int(p.argmax())] for p in probs]
@@ -242,7 +242,7 @@ def test_cold_start_samples_representative_examples(project, admin):
     # two tight clusters in embedding space; the model is most unsure about cluster A only
     centres = rng.normal(size=(2, 16))
     embeddings = np.vstack([centres[i % 2] + 0.01 * rng.normal(size=16) for i in range(40)])
-    _save_embeddings(version, 0, [e.id for e in pool], embeddings)
+    pool_embeddings_save(version, 0, [e.id for e in pool], embeddings)
     probs = np.array([[0.34, 0.33, 0.33] if i % 2 == 0 else [0.9, 0.05, 0.05] for i in range(40)])
     _scores(version, pool, probs)
 
