@@ -167,7 +167,7 @@ class Stack:
             self._start("gunicorn", [py, "-m", "gunicorn", "annotator.wsgi", "-b", f"127.0.0.1:{port}",
                                      "-w", str(web_workers), "--timeout", "600", "--log-level", "warning"])
             self._start("celery", [py, "-m", "celery", "-A", "annotator", "worker", "-Q", "default,training,scoring",
-                                   "-c", "1", "--loglevel", "WARNING", "-n", f"al-sim-{port}@%h"])
+                                   "-c", "1", "--loglevel", "WARNING", "-n", f"al-sim-{port}@%h", "--beat"])
             self._wait_healthy()
         except BaseException:
             self.stop()

@@ -95,6 +95,12 @@ class Worker:
                 [CELERY, "-A", "annotator", "worker", "-Q", "default,training,scoring", "-c", "1",
                  "--loglevel", "INFO", "-n", f"{self.name}@%h"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # Its own beat (the periodic job sweep), a process apart so the worker keeps one child: the pool.
+        with (LOGS / f"{self.name}.beat.log").open("wb") as out:
+            self.beat = subprocess.Popen(
+                [CELERY, "-A", "annotator", "beat", "--loglevel", "INFO",
+                 "-s", str(LOGS / f"{self.name}.beat-schedule")],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: " ready." in self.text(), 180, f"worker {self.name}")
 
     def text(self) -> str:
@@ -114,17 +120,19 @@ class Worker:
         return child.pid
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
+        for process in (self.process, self.beat):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        for process in (self.beat, self.process):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.kill()
 
 
 class Stack:

@@ -90,7 +90,7 @@ class Stack:
                                         "--loglevel", "WARNING", "-n", f"load-training-{args.port}@%h"])
         self._start("celery-scoring", [py, "-m", "celery", "-A", "annotator", "worker", "-Q", "scoring,default",
                                        "-c", str(args.scoring_concurrency), "--loglevel", "WARNING",
-                                       "-n", f"load-scoring-{args.port}@%h"])
+                                       "-n", f"load-scoring-{args.port}@%h", "--beat"])
         for _ in range(240):
             try:
                 if requests.get(f"{self.base}/api/v1/health/", timeout=5).ok:

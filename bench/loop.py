@@ -63,7 +63,7 @@ class Server:
                               "-w", str(workers), "--timeout", "600", "--log-level", "warning"], cwd=ROOT, env=env),
             subprocess.Popen([sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q",
                               "default,training,scoring", "-c", "1", "--loglevel", "WARNING", "-n",
-                              f"bench-{port}@%h"], cwd=ROOT, env=env),
+                              f"bench-{port}@%h", "--beat"], cwd=ROOT, env=env),
         ]
         for _ in range(200):
             try:

@@ -1,6 +1,9 @@
 """A real Celery worker process for the integration tests, and the broker chores around it.
 
-``WorkerProcess`` runs ``celery -A annotator worker`` (prefork pool, one child) with its own log file;
+``WorkerProcess`` runs ``celery -A annotator worker`` (prefork pool, one child) with its own log file, and
+beside it a ``celery -A annotator beat`` that sends the periodic job sweep (as the compose file's beat service
+does; each test worker brings its own, so a test on its own broker is swept too, and two workers mean two
+beats, which the idempotent sweep takes in its stride);
 ``Workers`` keeps the session's shared worker and any a test starts for itself (another broker, a worker
 to kill). Queues are purged before each start, so stale tasks of an earlier run (whose job ids would point
 at rows of this run's fresh test database) never reach it.
@@ -50,13 +53,14 @@ def broker_busy(url: str) -> int:
 
 
 class WorkerProcess:
-    """One ``celery worker`` process (prefork pool, one child) with its log in a file."""
+    """One ``celery worker`` process (prefork pool, one child) and its ``celery beat``, logs in files."""
 
     def __init__(self, *, env: dict[str, str], log_path: Path) -> None:
         self.env = env
         self.log_path = log_path
         self.name = f"test-{uuid.uuid4().hex[:8]}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.beat: subprocess.Popen[bytes] | None = None
 
     @property
     def broker_url(self) -> str:
@@ -70,6 +74,14 @@ class WorkerProcess:
              "-n", f"{self.name}@%h"],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
             start_new_session=True,  # its own process group: teardown kills it and its pool child together
+        )
+        beat_log = self.log_path.with_suffix(".beat.log")
+        self._beat_log = beat_log.open("ab")
+        self.beat = subprocess.Popen(
+            [CELERY, "-A", "annotator", "beat", "--loglevel", "INFO",
+             "-s", str(self.log_path.with_suffix(f".{self.name}.beat-schedule"))],
+            env=self.env, stdout=self._beat_log, stderr=subprocess.STDOUT, cwd=settings.BASE_DIR,
+            start_new_session=True,
         )
         wait_until(self._ready, timeout=WORKER_START_TIMEOUT, what=f"worker {self.name} to be ready",
                    interval=0.25, diagnostics=self.log_tail)
@@ -102,22 +114,26 @@ class WorkerProcess:
         return pid
 
     def kill(self) -> None:
-        """SIGKILL the main process and its pool child at once."""
+        """SIGKILL the main process, its pool child and its beat at once."""
         if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
+        for process in (self.process, self.beat):
+            if process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
         self._log.close()
+        self._beat_log.close()
 
     def stop(self, timeout: float = 20.0) -> None:
         """Warm shutdown (finish the task at hand), then SIGKILL whatever is left of the group."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=timeout)
+        for process in (self.beat, self.process):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=timeout)
         self.kill()
 
     def log_text(self) -> str:
