@@ -1,7 +1,7 @@
 """Rebuild docs/benchmarks.md and docs/reliability.md from the sections the benchmarks wrote to bench/results/.
 
 docs/reliability.md is bench/results/reliability_summary.md (the summary, written by hand) followed by
-the results of the load, fault, hostile-input and security checks.
+the results of the load, race, fault, hostile-input and security checks.
 
     python bench/collect.py
 """
@@ -38,7 +38,7 @@ both sides were measured in the same run.
 """
 
 
-RELIABILITY_ORDER = ["load", "faults", "hostile", "schemathesis", "security"]
+RELIABILITY_ORDER = ["load", "races", "faults", "hostile", "schemathesis", "security"]
 RELIABILITY_HEAD = ROOT / "bench" / "results" / "reliability_summary.md"
 
 
