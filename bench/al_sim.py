@@ -43,24 +43,17 @@ into docs/benchmarks.md by bench/collect.py) and the learning curves as docs/al_
 from __future__ import annotations
 
 import argparse
-import contextlib
-import html
-import json
-import math
 import os
 import random
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,151 +61,48 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from bench._bbc import RESULTS, markdown_table, write_results  # noqa: E402
+from bench._bbc import RESULTS, write_results  # noqa: E402
+from bench.al_sim_data import LABELS, Annotator, load_corpus, seed_labels  # noqa: E402
+from bench.al_sim_report import (  # noqa: E402
+    ARMS,
+    QUEUE_ARMS,
+    averaged,
+    baseline_comparison,
+    coverage_table,
+    holdout_coverage,
+    round_table,
+    summarize,
+    summary_table,
+    svg_curves,
+)
 from bench.loop import session_for  # noqa: E402
-from training.data import BBC_LABELS, load_bbc_news, stratified_split  # noqa: E402
+from bench.stack import (  # noqa: E402
+    Processes,
+    celery_worker_command,
+    code_under_test,
+    gunicorn_command,
+    migrate,
+    recreate_database,
+)
 
-LABELS = list(BBC_LABELS)
-MAX_TEXT_CHARS = 20_000  # the product's default max_text_chars
-ARMS = ("queue", "random", "margin")
-# Queue arms and the project settings each adds to the product's defaults ("margin": the same queue with
-# query_strategy margin, to decide the default strategy in the same run).
-QUEUE_ARMS = {"queue": {}, "margin": {"query_strategy": "margin"}}
-REASONS = ("uncertain", "suspect", "drift", "random")
 PREDICT_BATCH = 100
 JOB_TIMEOUT_S = 3 * 3600
 
 
-# --- data ------------------------------------------------------------------------------------------------
-def first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
-
-
-def load_corpus(name: str, *, test_fraction: float, pool_limit: int, test_limit: int) -> dict[str, Any]:
-    """Deduplicated texts of one corpus split into a fixed pool and a fixed stratified test set."""
-    texts, labels = load_bbc_news()
-    if name == "headlines":
-        texts = [first_line(t) for t in texts]
-    elif name == "full":
-        texts = [t[:MAX_TEXT_CHARS] for t in texts]
-    else:
-        raise SystemExit(f"unknown corpus {name!r}: full or headlines")
-    seen: set[str] = set()
-    items: list[tuple[str, str]] = []
-    for text, label in zip(texts, labels, strict=True):
-        if text and text not in seen:
-            seen.add(text)
-            items.append((text, label))
-    rest, held = stratified_split([label for _, label in items], test_fraction, seed=0)
-    pool = [items[i] for i in rest]
-    test = [items[i] for i in held]
-    rng = random.Random(f"subsample:{name}")
-    if pool_limit and len(pool) > pool_limit:
-        pool = rng.sample(pool, pool_limit)
-    if test_limit and len(test) > test_limit:
-        test = rng.sample(test, test_limit)
-    return {"name": name, "n_articles": len(texts), "n_unique": len(items), "pool": pool, "test": test}
-
-
-def other_label(rng: random.Random, label: str) -> str:
-    return rng.choice([name for name in LABELS if name != label])
-
-
-def seed_labels(pool: list[tuple[str, str]], n: int, flip: float, seed: int) -> tuple[dict[int, str], list[int]]:
-    """About n / k seeds per class (the rest at random) -> {pool index: given label}, and the flipped ones."""
-    rng = random.Random(f"seeds:{seed}")
-    by_class: dict[str, list[int]] = defaultdict(list)
-    for i, (_, label) in enumerate(pool):
-        by_class[label].append(i)
-    chosen: list[int] = []
-    for label in LABELS:
-        members = by_class[label]
-        chosen += rng.sample(members, min(len(members), n // len(LABELS)))
-    rest = sorted(set(range(len(pool))) - set(chosen))
-    chosen += rng.sample(rest, min(len(rest), n - len(chosen)))
-    given = {i: pool[i][1] for i in chosen}
-    flipped = sorted(rng.sample(sorted(chosen), round(flip * len(chosen))))
-    for i in flipped:
-        given[i] = other_label(rng, pool[i][1])
-    return given, flipped
-
-
-class Annotator:
-    """The simulated annotator: the true label with probability ``accuracy``, another one otherwise. Its k-th
-    answer on a pool example is a function of (seed, example, k) alone, so both arms hear the same answers."""
-
-    def __init__(self, accuracy: float, seed: int) -> None:
-        self.accuracy = accuracy
-        self.seed = seed
-        self.answers: Counter[int] = Counter()
-
-    def answer(self, index: int, true_label: str) -> str:
-        k = self.answers[index]
-        self.answers[index] += 1
-        rng = random.Random(f"annotator:{self.seed}:{index}:{k}")
-        return true_label if rng.random() < self.accuracy else other_label(rng, true_label)
-
-
 # --- the services ----------------------------------------------------------------------------------------
-class Stack:
-    """gunicorn and one Celery worker, each in its own process group (stopped together, children included)."""
+class Stack(Processes):
+    """gunicorn and one Celery worker (all queues, with beat), each in its own process group."""
 
     def __init__(self, env: dict[str, str], port: int, web_workers: int, logs: Path) -> None:
-        self.env = env
-        self.logs = logs
+        super().__init__(env, logs)
         self.base = f"http://127.0.0.1:{port}"
-        self.processes: dict[str, subprocess.Popen] = {}
         try:
-            py = sys.executable
-            self._start("gunicorn", [py, "-m", "gunicorn", "annotator.wsgi", "-b", f"127.0.0.1:{port}",
-                                     "-w", str(web_workers), "--timeout", "600", "--log-level", "warning"])
-            self._start("celery", [py, "-m", "celery", "-A", "annotator", "worker", "-Q", "default,training,scoring",
-                                   "-c", "1", "--loglevel", "WARNING", "-n", f"al-sim-{port}@%h", "--beat"])
-            self._wait_healthy()
+            self.start("gunicorn", gunicorn_command(port, web_workers))
+            self.start("celery", celery_worker_command(f"al-sim-{port}", beat=True))
+            self.wait_healthy(self.base)
         except BaseException:
             self.stop()
             raise
-
-    def _start(self, name: str, command: list[str]) -> None:
-        out = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        self.processes[name] = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
-
-    def _wait_healthy(self) -> None:
-        for _ in range(240):
-            self.check_alive()
-            try:
-                if requests.get(f"{self.base}/api/v1/health/", timeout=5).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("gunicorn did not answer /api/v1/health/")
-
-    def check_alive(self) -> None:
-        for name, process in self.processes.items():
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
-
-    def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.logs / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # stragglers and pool children left in the group
-            process.wait()
-        self.processes.clear()
-
 
 def checked(response: requests.Response, *expected: int) -> requests.Response:
     if response.status_code not in expected:
@@ -451,247 +341,7 @@ def run_arm(client: Client, corpus: dict[str, Any], arm: str, args: argparse.Nam
     return rounds
 
 
-# --- summaries, table, plot --------------------------------------------------------------------------------
-def mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.fmean(present) if present else None
-
-
-def averaged(repeats: list[list[dict]]) -> list[dict]:
-    """The rounds of several repetitions averaged key by key (counts of reasons summed, then divided)."""
-    out = []
-    for r in range(min(len(rounds) for rounds in repeats)):
-        rows = [rounds[r] for rounds in repeats]
-        reasons: Counter[str] = Counter()
-        for row in rows:
-            reasons.update(row["leased_by_reason"])
-        avg = {"round": r, "leased_by_reason": {k: v / len(rows) for k, v in reasons.items()}}
-        for key in ("labels_answered", "answers", "new_labels", "relabels", "relabels_changed", "first_label_share",
-                    "settled_leased_again_as_suspect", "macro_f1", "seconds", "answer_s", "train_s", "eval_s",
-                    "suspects_answered", "suspects_changed", "detector_precision"):
-            avg[key] = mean([row.get(key) for row in rows])
-        avg["settled_leased_again_as_suspect_total"] = sum(row["settled_leased_again_as_suspect"] for row in rows)
-        out.append(avg)
-    return out
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def fmt_count(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
-
-
-def round_table(curves: dict[str, dict[str, list[dict]]]) -> str:
-    headers = ["corpus", "arm", "round", "labels", "new", "relabels", "changed", "leased u / s / d / r",
-               "first labels", "settled re-leased as suspect", "macro-F1", "s / round"]
-    rows = []
-    for corpus, arms in curves.items():
-        for arm, rounds in arms.items():
-            for row in rounds:
-                reasons = row["leased_by_reason"]
-                leased = " / ".join(fmt_count(reasons.get(k, 0)) for k in REASONS) if arm in QUEUE_ARMS and row["round"] else "-"
-                rows.append([corpus, arm, row["round"], fmt_count(row["labels_answered"]),
-                             fmt_count(row["new_labels"]), fmt_count(row["relabels"]), fmt_count(row["relabels_changed"]),
-                             leased, fmt(row["first_label_share"], ".0%"),
-                             fmt_count(row["settled_leased_again_as_suspect"]) if arm in QUEUE_ARMS else "-",
-                             fmt(row["macro_f1"], ".3f"), fmt(row["seconds"], ".0f")])
-    return markdown_table(headers, rows)
-
-
-def summarize(curves: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, Any]]:
-    """The issue's targets, per corpus: the queue arm against random labeling."""
-    out = {}
-    for corpus, arms in curves.items():
-        if not {"queue", "random"} <= set(arms):
-            continue
-        queue, rand = arms["queue"], arms["random"]
-        n = min(len(queue), len(rand))
-        diffs = [queue[r]["macro_f1"] - rand[r]["macro_f1"] for r in range(n)]
-        later = diffs[2:] if n > 2 else []
-        answered = [row for row in queue[1:] if row["answers"]]
-        low_precision = [row for row in answered
-                         if (row["detector_precision"] if row["detector_precision"] is not None
-                             else (row["suspects_changed"] / row["suspects_answered"] if row["suspects_answered"] else 0.0))
-                         < 0.3]
-        out[corpus] = {
-            "queue_mean_f1": statistics.fmean(row["macro_f1"] for row in queue[1:n]) if n > 1 else None,
-            "random_mean_f1": statistics.fmean(row["macro_f1"] for row in rand[1:n]) if n > 1 else None,
-            "worst_gap_from_round_2": min(later) if later else None,
-            "queue_first_label_share": (sum(row["new_labels"] for row in answered) / sum(row["answers"] for row in answered)
-                                        if answered else None),
-            "rounds_under_70pct_first_labels_at_low_precision": [row["round"] for row in low_precision
-                                                                 if (row["first_label_share"] or 0) < 0.7],
-            "settled_leased_again_as_suspect": sum(row["settled_leased_again_as_suspect_total"] for row in queue),
-            "queue_relabels": sum(row["relabels"] for row in queue), "queue_relabels_changed": sum(
-                row["relabels_changed"] for row in queue),
-            "queue_seconds_per_round": mean([row["seconds"] for row in queue[1:]]),
-            "random_seconds_per_round": mean([row["seconds"] for row in rand[1:]]),
-        }
-        if "margin" in arms:
-            margin = arms["margin"]
-            out[corpus]["margin_mean_f1"] = (statistics.fmean(row["macro_f1"] for row in margin[1:n])
-                                             if n > 1 else None)
-        s = out[corpus]
-        s["targets_met"] = {
-            "never_0.01_below_random_from_round_2": s["worst_gap_from_round_2"] is None or s["worst_gap_from_round_2"] >= -0.01,
-            "mean_at_least_random": s["queue_mean_f1"] is None or s["queue_mean_f1"] >= s["random_mean_f1"],
-            "70pct_first_labels_at_low_precision": not s["rounds_under_70pct_first_labels_at_low_precision"],
-            "no_settled_suspect_re_leases": s["settled_leased_again_as_suspect"] == 0,
-        }
-    return out
-
-
-def holdout_coverage(runs: dict[str, dict[str, list[list[dict]]]]) -> dict[str, dict[str, Any]]:
-    """Issue 12's target, per corpus and arm over every repetition: in how many rounds the served version's
-    holdout macro-F1 interval (bootstrap 95%) holds the macro-F1 measured on the large outside test set, among
-    the rounds whose holdout could be measured."""
-    out: dict[str, dict[str, Any]] = {}
-    for corpus, arms in runs.items():
-        for arm, repeats in arms.items():
-            rows = [row for rounds in repeats for row in rounds]
-            measured = []
-            for row in rows:
-                holdout = row.get("holdout") or {}
-                interval = holdout.get("macro_f1_ci")
-                if holdout.get("reason") or not interval or holdout.get("macro_f1") is None:
-                    continue
-                low, high = interval
-                measured.append({"round": row["round"], "n": holdout.get("n"), "holdout": holdout["macro_f1"],
-                                 "low": low, "high": high, "test": row["macro_f1"],
-                                 "covered": low <= row["macro_f1"] <= high})
-            out.setdefault(corpus, {})[arm] = {
-                "rounds": len(rows), "measured": len(measured), "covered": sum(m["covered"] for m in measured),
-                "share": (sum(m["covered"] for m in measured) / len(measured)) if measured else None,
-                "mean_abs_error": mean([abs(m["holdout"] - m["test"]) for m in measured]),
-                "mean_width": mean([m["high"] - m["low"] for m in measured]),
-                "holdout_n": [row.get("holdout", {}).get("n") for row in rows],
-                "rows": measured,
-            }
-    return out
-
-
-def coverage_table(coverage: dict[str, dict[str, Any]]) -> str:
-    headers = ["corpus", "arm", "rounds", "holdout measured", "test F1 inside the interval", "mean |holdout - test|",
-               "mean interval width", "holdout size (first / last round)"]
-    rows = []
-    for corpus, arms in coverage.items():
-        for arm, c in arms.items():
-            sizes = [n for n in c["holdout_n"] if n is not None]
-            rows.append([corpus, arm, c["rounds"], c["measured"],
-                         f"{c['covered']} ({fmt(c['share'], '.0%')})", fmt(c["mean_abs_error"], ".3f"),
-                         fmt(c["mean_width"], ".3f"), f"{sizes[0]} / {sizes[-1]}" if sizes else "-"])
-    return markdown_table(headers, rows)
-
-
-def summary_table(summary: dict[str, dict[str, Any]]) -> str:
-    headers = ["corpus", "queue mean F1 (rounds 1+)", "random mean F1", "worst queue - random (round 2+)",
-               "first labels (queue)", "relabels / changed (queue)", "settled re-leased as suspect (all repeats)",
-               "s / round queue / random"]
-    rows = [[corpus, fmt(s["queue_mean_f1"], ".3f"), fmt(s["random_mean_f1"], ".3f"),
-             fmt(s["worst_gap_from_round_2"], "+.3f"), fmt(s["queue_first_label_share"], ".0%"),
-             f"{fmt_count(s['queue_relabels'])} / {fmt_count(s['queue_relabels_changed'])}",
-             fmt_count(s["settled_leased_again_as_suspect"]),
-             f"{fmt(s['queue_seconds_per_round'], '.0f')} / {fmt(s['random_seconds_per_round'], '.0f')}"]
-            for corpus, s in summary.items()]
-    return markdown_table(headers, rows)
-
-
-def svg_curves(curves: dict[str, dict[str, list[dict]]], title: str) -> str:
-    """Learning curves, one panel per corpus: macro-F1 against labels answered, one line per arm."""
-    colours = {"queue": "#0072B2", "random": "#E69F00", "margin": "#009E73"}  # Okabe-Ito
-    names = {"full": "BBC full text", "headlines": "BBC headlines"}
-    panel_w, panel_h, left, right, top, bottom = 440, 300, 52, 16, 44, 44
-    width = panel_w * max(1, len(curves))
-    points = [(row["labels_answered"], row["macro_f1"]) for arms in curves.values() for rounds in arms.values()
-              for row in rounds if row["macro_f1"] is not None]
-    xs = [x for x, _ in points] or [0, 1]
-    x_step = next(s for s in (10, 20, 25, 50, 100, 200, 250, 500, 1000, 10_000) if (max(xs) - min(xs)) / s <= 8)
-    lo_x = math.floor(min(xs) / x_step) * x_step
-    hi_x = max(lo_x + x_step, math.ceil(max(xs) / x_step) * x_step)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {panel_h + 24}" width="{width}" '
-           f'height="{panel_h + 24}" font-family="system-ui, sans-serif" font-size="11">',
-           f"<title>{html.escape(title)}</title>", f'<rect width="{width}" height="{panel_h + 24}" fill="#fff"/>']
-    legend_x = 12
-    for arm in [a for a in ARMS if any(a in arms for arms in curves.values())]:
-        dash = ' stroke-dasharray="5 4"' if arm == "random" else ""
-        out.append(f'<line x1="{legend_x}" x2="{legend_x + 18}" y1="12" y2="12" stroke="{colours[arm]}" '
-                   f'stroke-width="2.5"{dash}/><text x="{legend_x + 22}" y="16">{arm} arm</text>')
-        legend_x += 100
-    for p, (corpus, arms) in enumerate(curves.items()):
-        x0, y0 = p * panel_w + left, 24 + top
-        ys = [row["macro_f1"] for rounds in arms.values() for row in rounds if row["macro_f1"] is not None] or [0.0, 1.0]
-        lo_y = max(0.0, math.floor(min(ys) * 20 - 0.2) / 20)
-        hi_y = min(1.0, math.ceil(max(ys) * 20 + 0.2) / 20)
-        y_step = 0.05 if hi_y - lo_y <= 0.4 else 0.1
-        w, h = panel_w - left - right, panel_h - top - bottom
-
-        def sx(v: float, x0: float = x0, w: float = w) -> float:
-            return x0 + (v - lo_x) / (hi_x - lo_x) * w
-
-        def sy(v: float, y0: float = y0, h: float = h, lo_y: float = lo_y, hi_y: float = hi_y) -> float:
-            return y0 + (1 - (v - lo_y) / (hi_y - lo_y)) * h
-
-        out.append(f'<text x="{x0 + w / 2:.1f}" y="{y0 - 12}" text-anchor="middle" font-size="13" '
-                   f'font-weight="600">{html.escape(names.get(corpus, corpus))}</text>')
-        tick = lo_y
-        while tick <= hi_y + 1e-6:
-            out.append(f'<line x1="{x0}" x2="{x0 + w}" y1="{sy(tick):.1f}" y2="{sy(tick):.1f}" stroke="#e4e8ec"/>'
-                       f'<text x="{x0 - 6}" y="{sy(tick) + 3.5:.1f}" text-anchor="end" fill="#59636e">{tick:.2f}</text>')
-            tick += y_step
-        tick = lo_x
-        while tick <= hi_x + 1e-6:
-            out.append(f'<line x1="{sx(tick):.1f}" x2="{sx(tick):.1f}" y1="{y0 + h}" y2="{y0 + h + 4}" stroke="#59636e"/>'
-                       f'<text x="{sx(tick):.1f}" y="{y0 + h + 16}" text-anchor="middle" fill="#59636e">{tick:.0f}</text>')
-            tick += x_step
-        out.append(f'<line x1="{x0}" x2="{x0 + w}" y1="{y0 + h}" y2="{y0 + h}" stroke="#59636e"/>')
-        out.append(f'<text x="{x0 + w / 2:.1f}" y="{y0 + h + 34}" text-anchor="middle">labels answered '
-                   f'(seeds + answers)</text>')
-        out.append(f'<text transform="translate({x0 - 40} {y0 + h / 2:.1f}) rotate(-90)" text-anchor="middle">'
-                   f'macro-F1, held-out test set</text>')
-        for arm, rounds in arms.items():
-            pts = [(sx(row["labels_answered"]), sy(row["macro_f1"]), row) for row in rounds if row["macro_f1"] is not None]
-            dash = ' stroke-dasharray="5 4"' if arm == "random" else ""
-            out.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts)}" fill="none" '
-                       f'stroke="{colours[arm]}" stroke-width="2"{dash}/>')
-            for x, y, row in pts:
-                tip = f"{arm}, round {row['round']}: {row['labels_answered']:.0f} labels, macro-F1 {row['macro_f1']:.3f}"
-                out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#fff" stroke="{colours[arm]}" '
-                           f'stroke-width="1.8"><title>{html.escape(tip)}</title></circle>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def baseline_comparison(path: Path, curves: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
-    """The queue arm's macro-F1 per round against an earlier run's (e.g. before a change of the product)."""
-    old = json.loads(path.read_text())["curves"]
-    out = {}
-    for corpus, arms in curves.items():
-        if corpus in old and "queue" in old[corpus] and "queue" in arms:
-            pairs = list(zip(arms["queue"], old[corpus]["queue"], strict=False))
-            out[corpus] = {"per_round": [row["macro_f1"] - prev["macro_f1"] for row, prev in pairs],
-                           "mean": statistics.fmean(row["macro_f1"] - prev["macro_f1"] for row, prev in pairs)}
-    return out
-
-
 # --- main -------------------------------------------------------------------------------------------------
-def code_under_test(env: dict[str, str]) -> dict[str, Any]:
-    """Which checkout the server and worker import (they run with cwd = this script's repository)."""
-    where = subprocess.run([sys.executable, "-c", "import annotator, training; print(annotator.__file__); "
-                            "print(training.__file__)"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "annotator", "training"],
-                           capture_output=True, text=True).stdout.strip()
-    modules = where.stdout.split()
-    for module in modules:
-        if not Path(module).resolve().is_relative_to(ROOT):
-            raise SystemExit(f"the server would import {module}, outside {ROOT}")
-    return {"root": str(ROOT), "modules": modules, "commit": commit, "uncommitted_changes": bool(dirty)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", default="full,headlines", help="comma-separated: full, headlines")
@@ -744,15 +394,11 @@ def main() -> None:
         code = code_under_test(env)
         print(f"code under test: {code['modules'][0]} (commit {code['commit'][:10]}"
               f"{', with uncommitted changes' if code['uncommitted_changes'] else ''})", flush=True)
-        database = url.rsplit("/", 1)[1]
-        with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{database}"')
+        recreate_database(url)
         import redis
 
         redis.Redis.from_url(redis_url).flushdb()
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        subprocess.run([sys.executable, "manage.py", "createsuperuser", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        migrate(env, superuser=True)
         data = {name: load_corpus(name, test_fraction=args.test_fraction, pool_limit=args.pool, test_limit=args.test)
                 for name in corpora}
         stack = Stack(env, args.port, args.web_workers, tmp / "logs")

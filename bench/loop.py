@@ -36,6 +36,15 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.stack import (  # noqa: E402
+    BASE_ENV,
+    celery_worker_command,
+    gunicorn_command,
+    migrate,
+    recreate_database,
+    setup_django,
+)
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -59,11 +68,8 @@ class Server:
         self.env = env
         self.base = f"http://127.0.0.1:{port}"
         self.processes = [
-            subprocess.Popen([sys.executable, "-m", "gunicorn", "annotator.wsgi", "-b", f"127.0.0.1:{port}",
-                              "-w", str(workers), "--timeout", "600", "--log-level", "warning"], cwd=ROOT, env=env),
-            subprocess.Popen([sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q",
-                              "default,training,scoring", "-c", "1", "--loglevel", "WARNING", "-n",
-                              f"bench-{port}@%h", "--beat"], cwd=ROOT, env=env),
+            subprocess.Popen(gunicorn_command(port, workers), cwd=ROOT, env=env),
+            subprocess.Popen(celery_worker_command(f"bench-{port}", beat=True), cwd=ROOT, env=env),
         ]
         for _ in range(200):
             try:
@@ -121,22 +127,15 @@ def main() -> None:
     args = parser.parse_args()
 
     url = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres:postgres@127.0.0.1:5432/relabel_loop_bench")
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
+    recreate_database(url)
     artifacts = ROOT / "var" / "bench-loop-artifacts"
     subprocess.run(["rm", "-rf", str(artifacts)], check=True)
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "0", "SECRET_KEY": "bench-only", "LOG_LEVEL": "WARNING",
-           "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"), "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, **BASE_ENV, "DATABASE_URL": url,
+           "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
            "ARTIFACT_DIR": str(artifacts), "EMBEDDING_CACHE_DIR": str(artifacts / "cache"),
            "THROTTLE_PUSH": "1000000/min"}
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DEBUG", "SECRET_KEY", "REDIS_URL", "ARTIFACT_DIR",
-                                           "EMBEDDING_CACHE_DIR")})
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "annotator.settings")
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    import django
-
-    django.setup()
+    migrate(env)
+    setup_django(env)
     from django.contrib.auth import get_user_model
 
     from annotator.models import Job, ModelVersion, Project

@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
-from django.test import override_settings
 
 from annotator.models import Annotation, AnnotationKind, Example
+from tests.annotator.api.examples_import import current_labels, nested, post_rows
 from tests.annotator.assertions import counts, error_list
-
-
-def url(project_id: int) -> str:
-    return f"/api/v1/projects/{project_id}/examples/"
-
-
-def post_rows(client: Any, project_id: int, rows: Any) -> Any:
-    return client.post(url(project_id), rows, format="json")
-
-
-def post_raw(client: Any, project_id: int, body: str | bytes) -> Any:
-    return client.generic("POST", url(project_id), body, content_type="application/json")
-
-
-def current_labels(example_id: int) -> list[str]:
-    return list(Example.objects.get(pk=example_id).labels.order_by("position").values_list("name", flat=True))
-
-
-@pytest.fixture
-def existing(project: Any, admin: Any, make_examples: Any) -> list[Example]:
-    """One example already in the project, so 'nothing written' is checked against a non-empty table."""
-    return make_examples(
-        project, admin, [{"external_id": "old-1", "text": "already here", "label": "neutral"}]
-    )
 
 
 # --- what a good import does ------------------------------------------------------------------------------
@@ -158,14 +131,49 @@ def test_same_external_id_with_another_text_is_refused_and_nothing_is_written(pr
     assert Example.objects.get(external_id="old-1").text == "already here"
 
 
+@pytest.mark.django_db
+def test_label_and_labels_that_agree_are_accepted_as_an_exported_row_carries_both(project, as_admin):
+    rows = [
+        {"external_id": "a", "text": "labeled", "label": "negative", "labels": ["negative"]},
+        {"external_id": "b", "text": "unlabeled", "label": None, "labels": []},
+    ]
+
+    response = post_rows(as_admin, project.id, rows)
+
+    assert response.status_code == 201
+    labeled, unlabeled = response.json()["ids"]
+    assert current_labels(labeled) == ["negative"] and current_labels(unlabeled) == []
+
+
+@pytest.mark.django_db
+def test_a_numeric_external_id_is_kept_as_text(project, as_admin):
+    response = post_rows(as_admin, project.id, [{"external_id": 42, "text": "numbered"}])
+
+    assert response.status_code == 201
+    assert Example.objects.get().external_id == "42"
+    assert (
+        post_rows(as_admin, project.id, [{"external_id": "42", "text": "numbered"}]).json()["unchanged"] == 1
+    )
+
+
+@pytest.mark.django_db
+def test_observed_at_is_stored_in_utc_and_production_rows_default_to_now(project, as_admin):
+    response = post_rows(
+        as_admin,
+        project.id,
+        [
+            {"external_id": "t", "text": "timed", "observed_at": "2024-05-06T07:08:09"},
+            {"external_id": "p", "text": "live", "source": "production"},
+        ],
+    )
+
+    assert response.status_code == 201
+    timed, live = (Example.objects.get(pk=pk) for pk in response.json()["ids"])
+    assert timed.observed_at.isoformat() == "2024-05-06T07:08:09+00:00"
+    assert live.observed_at is not None and live.source == "production"
+
+
 # --- bad rows: 400 naming the row, nothing written ------------------------------------------------------
-def nested(depth: int) -> dict[str, Any]:
-    value: dict[str, Any] = {}
-    for _ in range(depth):
-        value = {"deeper": value}
-    return value
-
-
 BAD_ROWS = {
     "empty text": ({"text": ""}, "text"),
     "whitespace text": ({"text": "  \n\t "}, "text"),
@@ -298,220 +306,3 @@ def test_a_project_with_a_smaller_text_limit_refuses_longer_texts(make_project, 
     assert "10" in error["message"]
     assert accepted.status_code == 201
 
-
-# --- bad bodies -----------------------------------------------------------------------------------------
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    "body",
-    [
-        '[{"text": "unterminated"',
-        "{'text': 'single quotes'}",
-        "",
-    ],
-    ids=["truncated", "single quotes", "empty body"],
-)
-def test_malformed_json_is_refused(project, as_admin, existing, body):
-    before = counts()
-
-    response = post_raw(as_admin, project.id, body)
-
-    assert response.status_code == 400
-    assert "JSON" in error_list(response)[0]["message"]
-    assert counts() == before
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    "body",
-    ['"just a string"', '{"text": "an object, not a list"}', "42", "null"],
-    ids=["string", "object", "number", "null"],
-)
-def test_a_body_that_is_not_a_list_of_rows_is_refused(project, as_admin, existing, body):
-    before = counts()
-
-    response = post_raw(as_admin, project.id, body)
-
-    assert response.status_code == 400
-    assert "list" in error_list(response)[0]["message"]
-    assert counts() == before
-
-
-@pytest.mark.django_db
-def test_an_empty_batch_is_refused(project, as_admin, existing):
-    before = counts()
-
-    response = post_rows(as_admin, project.id, [])
-
-    assert response.status_code == 400
-    error_list(response)
-    assert counts() == before
-
-
-@pytest.mark.django_db
-def test_a_batch_of_10001_rows_is_refused_and_10000_are_accepted(project, as_admin, existing):
-    before = counts()
-
-    refused = post_rows(as_admin, project.id, [{"text": f"row {i}"} for i in range(10_001)])
-
-    assert refused.status_code == 400
-    assert "10,000" in error_list(refused)[0]["message"]
-    assert counts() == before
-
-    accepted = post_rows(as_admin, project.id, [{"text": f"row {i}"} for i in range(10_000)])
-
-    assert accepted.status_code == 201
-    assert accepted.json()["created"] == 10_000
-
-
-@pytest.mark.django_db
-def test_a_body_over_10_mb_is_413_and_nothing_is_written(project, as_admin, existing):
-    row = json.dumps({"text": "z" * 10_000})
-    body = "[" + ",".join([row] * 1_100) + "]"  # about 11 MB
-    assert len(body.encode()) > 10 * 1024 * 1024
-    before = counts()
-
-    response = post_raw(as_admin, project.id, body)
-
-    assert response.status_code == 413
-    error_list(response)
-    assert counts() == before
-
-
-@pytest.mark.django_db
-@override_settings(MAX_REQUEST_BYTES=1000)
-def test_the_body_limit_comes_from_settings(project, as_admin):
-    response = post_rows(as_admin, project.id, [{"text": "w" * 2000}])
-
-    assert response.status_code == 413
-    assert counts() == (0, 0)
-
-
-@pytest.mark.django_db
-def test_unknown_project_is_404(as_admin, project):
-    response = post_rows(as_admin, project.id + 1000, [{"text": "hello"}])
-
-    assert response.status_code == 404
-    error_list(response)
-    assert counts() == (0, 0)
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("escaped", ["\\ud800", "abc\\udfffdef", "\\u0000"], ids=["high", "low", "NUL"])
-def test_lone_surrogates_and_nul_escapes_in_text_are_refused(project, as_admin, existing, escaped):
-    before = counts()
-
-    response = post_raw(as_admin, project.id, '[{"text": "fine"}, {"text": "x' + escaped + 'y"}]')
-
-    assert response.status_code == 400
-    [error] = error_list(response)
-    assert (error["index"], error["field"]) == (1, "text")
-    assert counts() == before
-
-
-@pytest.mark.django_db
-def test_lone_surrogate_in_external_id_is_refused(project, as_admin, existing):
-    before = counts()
-
-    response = post_raw(as_admin, project.id, '[{"text": "fine", "external_id": "id-\\ud83d"}]')
-
-    assert response.status_code == 400
-    assert error_list(response)[0]["field"] == "external_id"
-    assert counts() == before
-
-
-@pytest.mark.django_db
-def test_metadata_nested_too_deep_for_the_json_parser_is_a_400_not_a_crash(project, as_admin, existing):
-    depth = 100_000
-    body = '[{"text": "ok", "metadata": ' + '{"a": ' * depth + "1" + "}" * depth + "}]"
-    before = counts()
-
-    response = post_raw(as_admin, project.id, body)
-
-    assert response.status_code == 400
-    error_list(response)
-    assert counts() == before
-
-
-@pytest.mark.django_db
-def test_metadata_at_the_depth_limit_is_accepted(project, as_admin):
-    response = post_rows(as_admin, project.id, [{"text": "ok", "metadata": nested(19)}])
-
-    assert response.status_code == 201
-    assert Example.objects.get().metadata == nested(19)
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("history", "field"),
-    [
-        ({"user": "rita", "kind": "label", "label": "positive", "note": "a\x00b"}, "annotations[0].note"),
-        ({"user": "ri\x00ta", "kind": "label", "label": "positive"}, "annotations[0].user"),
-        ({"user": "rita", "kind": "label", "label": "positive", "note": "\ud800"}, "annotations[0].note"),
-    ],
-    ids=["NUL in note", "NUL in user", "lone surrogate in note"],
-)
-def test_bad_characters_in_imported_history_are_refused_naming_the_row(
-    project, as_admin, existing, history, field
-):
-    before = counts()
-    row = {"text": "ok", "annotations": [history]}
-
-    response = post_raw(as_admin, project.id, json.dumps([{"text": "fine", "label": "positive"}, row]))
-
-    assert response.status_code == 400
-    [error] = error_list(response)
-    assert (error["index"], error["field"]) == (1, field)
-    assert counts() == before
-
-
-@pytest.mark.django_db
-def test_a_lone_surrogate_in_metadata_is_refused(project, as_admin, existing):
-    before = counts()
-
-    response = post_raw(as_admin, project.id, '[{"text": "ok", "metadata": {"k": "\\udc00"}}]')
-
-    assert response.status_code == 400
-    assert error_list(response)[0]["field"] == "metadata"
-    assert counts() == before
-
-
-@pytest.mark.django_db
-def test_label_and_labels_that_agree_are_accepted_as_an_exported_row_carries_both(project, as_admin):
-    rows = [
-        {"external_id": "a", "text": "labeled", "label": "negative", "labels": ["negative"]},
-        {"external_id": "b", "text": "unlabeled", "label": None, "labels": []},
-    ]
-
-    response = post_rows(as_admin, project.id, rows)
-
-    assert response.status_code == 201
-    labeled, unlabeled = response.json()["ids"]
-    assert current_labels(labeled) == ["negative"] and current_labels(unlabeled) == []
-
-
-@pytest.mark.django_db
-def test_a_numeric_external_id_is_kept_as_text(project, as_admin):
-    response = post_rows(as_admin, project.id, [{"external_id": 42, "text": "numbered"}])
-
-    assert response.status_code == 201
-    assert Example.objects.get().external_id == "42"
-    assert (
-        post_rows(as_admin, project.id, [{"external_id": "42", "text": "numbered"}]).json()["unchanged"] == 1
-    )
-
-
-@pytest.mark.django_db
-def test_observed_at_is_stored_in_utc_and_production_rows_default_to_now(project, as_admin):
-    response = post_rows(
-        as_admin,
-        project.id,
-        [
-            {"external_id": "t", "text": "timed", "observed_at": "2024-05-06T07:08:09"},
-            {"external_id": "p", "text": "live", "source": "production"},
-        ],
-    )
-
-    assert response.status_code == 201
-    timed, live = (Example.objects.get(pk=pk) for pk in response.json()["ids"])
-    assert timed.observed_at.isoformat() == "2024-05-06T07:08:09+00:00"
-    assert live.observed_at is not None and live.source == "production"

@@ -174,3 +174,10 @@ def read_file(path: str, fmt: str | None = None) -> Iterator[dict[str, Any]]:
         text = Path(path).read_bytes().decode("utf-8-sig")
         fmt = fmt or guess_format(path)
     return read_csv(text) if fmt == "csv" else read_jsonl(text)
+
+
+def label_body(label: str | None, labels: list[str] | None) -> dict[str, Any]:
+    """The label part of an annotation's body: ``label`` for single-label projects, ``labels`` for multi-label."""
+    if (label is None) == (labels is None):
+        raise ValueError("give exactly one of label (single-label projects) or labels (multi-label)")
+    return {"label": label} if label is not None else {"labels": list(labels or [])}
