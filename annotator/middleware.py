@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from annotator import metrics
 
 # Bodies up to this size are read and discarded before answering 413, so the client sees the answer
 # instead of a reset connection; anything bigger is cut off.
@@ -38,3 +41,20 @@ class BodySizeLimitMiddleware:
                 response["Connection"] = "close"
             return response
         return self.get_response(request)
+
+
+class RequestMetricsMiddleware:
+    """Records each request's latency by URL route (the pattern, never the path, so ids do not multiply the
+    series), method and status class; first in the chain, so a 413 or a redirect is measured too."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        route = match.route if match is not None and match.route else "unmatched"
+        metrics.request_observe(route=route, method=request.method or "", status=response.status_code,
+                                seconds=time.perf_counter() - started)
+        return response

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "annotator.middleware.RequestMetricsMiddleware",
     "annotator.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -209,6 +210,12 @@ CELERY_BEAT_SCHEDULE = {
 CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get("CELERY_BEAT_SCHEDULE_FILENAME",
                                                str(DATA_DIR / "celerybeat-schedule"))
 
+# --- Metrics (docs/deploy.md, "Metrics") --------------------------------------------------------------
+# /metrics answers a request that carries "Authorization: Bearer <METRICS_TOKEN>" or comes from an address in
+# METRICS_ALLOWED_IPS (the socket address; loopback by default); others get 403 (404 without a token set).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+
 # --- Security in production -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -222,7 +229,7 @@ SERVED_TO_NETWORK = not DEBUG and not set(ALLOWED_HOSTS) <= LOCAL_HOSTS
 BEHIND_HTTPS_PROXY = env_bool("BEHIND_HTTPS_PROXY", False)
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SERVED_TO_NETWORK)
-    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$"]  # load balancers probe over plain http
+    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$", r"^metrics$"]  # probes and scrapes over plain http
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", SERVED_TO_NETWORK)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", SERVED_TO_NETWORK)
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SERVED_TO_NETWORK else 0))

@@ -112,3 +112,15 @@ def answer_of(user: AbstractBaseUser, project: Project, annotation_id: int) -> A
         .select_related("example", "queue_item")
         .first()
     )
+
+
+def queue_depth() -> list[tuple[str, str, int]]:
+    """Open queue work of every project as (reason, status, count), pending and leased, in one grouped query
+    (the ``/metrics`` scrape)."""
+    rows = (
+        QueueItem.objects.filter(status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED])
+        .values_list("reason", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return [(reason, status, n) for reason, status, n in rows]

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from annotator import metrics
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Job, Project
 
@@ -124,6 +125,8 @@ def _finish(job: Job, status: str, *, message: str = "", result: dict | None = N
     if job.started_at:
         job.timings = {**job.timings, "total_s": round((job.finished_at - job.started_at).total_seconds(), 3)}
     job.save()
+    # Observed once: every caller holds the job row's lock and finishes only a job that was not finished.
+    metrics.job_observe(kind=job.kind, status=status, timings=job.timings)
 
 
 def job_finish(job_id: int, status: str, *, message: str = "", result: dict | None = None, error: str = "") -> Job:

@@ -11,7 +11,7 @@ import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, connection, transaction
 
-from annotator import dispatch
+from annotator import dispatch, metrics
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
 from annotator.selectors.projects import project_labels
@@ -104,6 +104,7 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
         result = examples_import(project=project, user=user, rows=rows, default_source=Source.PRODUCTION,
                                  max_rows=MAX_SAMPLES)
         dispatch.send_after_commit(dispatch.CHECK_DRIFT, project.id)
+    metrics.SAMPLES_PUSHED.inc(len(result.ids))
     predictions = None
     if version is not None:
         ids = result.ids
@@ -232,6 +233,8 @@ def _window_save(project: Project, version: ModelVersion, sequence: int, window:
             alert=result.alert,
             reasons=result.reasons, actions=actions,
         )
+    if row.alert:
+        metrics.DRIFT_ALERTS.inc()
     return row, chosen
 
 

@@ -1,13 +1,14 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from annotator.views import annotate, data, drift, models_page, pages, review
+from annotator.views import annotate, data, drift, metrics, models_page, pages, review
 
 P = "projects/<int:project_id>/"
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("", pages.project_list, name="project-list"),
     path(P, pages.overview, name="project-overview"),
     path(P + "train/", pages.train, name="train"),

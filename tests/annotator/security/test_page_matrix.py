@@ -69,6 +69,9 @@ PAGES = [
     Page("login/", "post", "login", (), by_role(200, 200, 200, 200, 200),
          data={"username": "nobody", "password": "wrong"}, variant="bad credentials"),
     Page("logout/", "post", "logout", (), by_role(302, 302, 302, 302, 302)),
+    # Not a page of any role: the test client's address is loopback, which METRICS_ALLOWED_IPS allows by
+    # default; the token and other addresses are tests/annotator/test_metrics_endpoint.py.
+    Page("metrics", "get", "metrics", (), by_role(200, 200, 200, 200, 200)),
     Page("", "get", "project-list", (), by_role(200, 200, 200, 200)),
     Page(PR, "get", "project-overview", ("p",), MEMBERS_OK),
     Page(PR, "get", "project-overview", ("q",), by_role(404, 404, 404, 200), variant="another project"),
