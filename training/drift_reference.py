@@ -149,14 +149,19 @@ class DriftReference:
             name: np.asarray(data[name]["data"], dtype=data[name]["dtype"]).reshape(data[name]["shape"])
             for name in cls._ARRAYS
         }
+        return cls._from_parts(data, arrays)
+
+    @classmethod
+    def _from_parts(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> DriftReference:
+        """A reference from its scalars and summaries (``meta``) and its arrays."""
         return cls(
-            label_names=list(data["label_names"]),
-            n=int(data["n"]),
-            token_summary=dict(data["token_summary"]),
-            malformed_counts={k: int(v) for k, v in data["malformed_counts"].items()},
-            n_texts=int(data["n_texts"]),
-            multi_label=bool(data["multi_label"]),
-            description=dict(data.get("description") or {}),
+            label_names=list(meta["label_names"]),
+            n=int(meta["n"]),
+            token_summary=dict(meta["token_summary"]),
+            malformed_counts={k: int(v) for k, v in meta["malformed_counts"].items()},
+            n_texts=int(meta["n_texts"]),
+            multi_label=bool(meta["multi_label"]),
+            description=dict(meta.get("description") or {}),
             **arrays,
         )
 
@@ -187,16 +192,7 @@ class DriftReference:
         meta = json.loads(stem.with_suffix(".json").read_text())
         with np.load(stem.with_suffix(".npz")) as arrays:
             loaded = {name: arrays[name] for name in cls._ARRAYS}
-        return cls(
-            label_names=list(meta["label_names"]),
-            n=int(meta["n"]),
-            token_summary=dict(meta["token_summary"]),
-            malformed_counts={k: int(v) for k, v in meta["malformed_counts"].items()},
-            n_texts=int(meta["n_texts"]),
-            multi_label=bool(meta["multi_label"]),
-            description=dict(meta.get("description") or {}),
-            **loaded,
-        )
+        return cls._from_parts(meta, loaded)
 
 
 

@@ -29,32 +29,15 @@ from annotator.services.models import labels_since_last_training
 from annotator.services.projects import project_update_settings
 from annotator.services.recovery import jobs_recover
 from annotator.services.snapshot import take_snapshot
+from tests.annotator.threads import at_once
 from tests.annotator.views import factories
 
 LABELS = ["positive", "negative", "neutral"]
 TIMEOUT = 60
 
 
-def _in_threads(*targets: Callable[[], None]) -> None:
-    """Run each target in its own thread (its own database connection) and re-raise the first error."""
-    errors: list[BaseException] = []
-
-    def run(target: Callable[[], None]) -> None:
-        try:
-            target()
-        except BaseException as error:  # noqa: BLE001 - reported by the calling thread
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung"
-    if errors:
-        raise errors[0]
+def _in_threads(*targets: Callable[[], object]) -> None:
+    at_once(*targets, timeout=TIMEOUT)
 
 
 @pytest.fixture

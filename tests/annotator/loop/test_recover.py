@@ -12,13 +12,13 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from annotator import dispatch
 from annotator.models import Example, Job, ModelVersion, Project
 from annotator.services import recovery
 from annotator.services.recovery import jobs_recover
+from tests.annotator.threads import at_once
 
 
 def _rebuild_messages(client: redis.Redis, train_job_id: int) -> list[bytes]:
@@ -76,24 +76,7 @@ def _sent(client: redis.Redis, before: dict[str, list[bytes]]) -> list[tuple[str
 
 
 def _at_once(*targets: Callable[[], object]) -> None:
-    errors: list[BaseException] = []
-
-    def run(target: Callable[[], object]) -> None:
-        try:
-            target()
-        except BaseException as error:  # noqa: BLE001 - reported by the calling thread
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a sweep hung"
-    if errors:
-        raise errors[0]
+    at_once(*targets, timeout=120, what="a sweep")
 
 
 def _meeting(monkeypatch: pytest.MonkeyPatch, module: object, name: str, key: Callable[..., object]) -> None:
