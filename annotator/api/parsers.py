@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser, JSONParser
 
 
 class SafeJSONParser(JSONParser):
@@ -33,3 +33,19 @@ class SafeJSONParser(JSONParser):
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+class ParquetParser(BaseParser):
+    """A Parquet file as the raw body (``?format=parquet`` of the bulk import): handed on as bytes."""
+
+    media_type = "application/vnd.apache.parquet"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> bytes:
+        body = stream.read(settings.MAX_REQUEST_BYTES + 1) if stream is not None else b""
+        if not body:
+            raise ParseError("the body is empty; send the Parquet file")
+        return body
+
+
+class OctetStreamParser(ParquetParser):
+    media_type = "application/octet-stream"

@@ -5,11 +5,12 @@ Each view validates input, calls one service or selector, and shapes the output.
 
 from __future__ import annotations
 
+import tempfile
 from typing import Any
 
 from django.contrib.auth import authenticate
 from django.db import connection
-from django.http import StreamingHttpResponse
+from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -21,6 +22,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotator.api.pagination import PAGE_PARAMETERS, Pagination, paginated
+from annotator.api.parsers import OctetStreamParser, ParquetParser, SafeJSONParser
 from annotator.api.serializers import (
     AnnotationIn,
     AnnotationOut,
@@ -50,9 +52,12 @@ from annotator.selectors import examples as example_selectors
 from annotator.selectors import projects as project_selectors
 from annotator.services import annotations as annotation_services
 from annotator.services import examples as example_services
+from annotator.services import formats
 from annotator.services import models as model_services
 from annotator.services import projects as project_services
 from annotator.services.broker import broker_status
+from annotator.services.formats_hf import parquet_export
+from annotator.services.formats_labelstudio import labelstudio_export
 
 # 401 for a missing, wrong or revoked token; 404 also for a page past the last one.
 ERRORS = {400: ErrorsOut, 401: ErrorsOut, 403: ErrorsOut, 404: ErrorsOut, 409: ErrorsOut, 413: ErrorsOut}
@@ -200,7 +205,20 @@ EXAMPLE_FILTERS = [
 ]
 
 
+IMPORT_FORMATS = ("rows", "labelstudio", "parquet")
+
+
+class IgnoreFormatParam(DefaultContentNegotiation):
+    """``?format=`` names the import or export format here, not a DRF renderer."""
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
+        return renderers[0], renderers[0].media_type
+
+
 class ProjectExamplesApi(APIView):
+    content_negotiation_class = IgnoreFormatParam
+    parser_classes = [SafeJSONParser, ParquetParser, OctetStreamParser]
+
     @extend_schema(parameters=[*EXAMPLE_FILTERS, *PAGE_PARAMETERS],
                    responses={200: paginated("PaginatedExampleList", ExampleOut(many=True)), **ERRORS},
                    summary="List examples (reviewer)")
@@ -214,14 +232,35 @@ class ProjectExamplesApi(APIView):
         multi = project.is_multi_label
         return paginator.get_paginated_response([example_out(e, multi=multi, label_names=names) for e in page])
 
-    @extend_schema(request=ExampleRowIn(many=True), responses={201: ImportOut, **ERRORS},
-                   summary="Bulk import up to 10,000 rows, all or nothing, idempotent on external_id (reviewer)")
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["rows", "labelstudio", "parquet"],
+                                     description="rows (default: a JSON list of rows), labelstudio (a JSON list of "
+                                                 "Label Studio tasks) or parquet (a Parquet file as the body, "
+                                                 "Content-Type application/vnd.apache.parquet)")],
+        request={"application/json": ExampleRowIn(many=True), "application/vnd.apache.parquet": OpenApiTypes.BINARY,
+                 "application/octet-stream": OpenApiTypes.BINARY},
+        responses={201: ImportOut, **ERRORS},
+        summary="Bulk import up to 10,000 rows, all or nothing, idempotent on external_id (reviewer)",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project = access.project_for(request.user, project_id, role=Role.REVIEWER)
-        result = example_services.examples_import(
-            project=project, user=request.user, rows=request.data,
-            allow_history=access.role_of(request.user, project) == Role.ADMIN,
-        )
+        allow_history = access.role_of(request.user, project) == Role.ADMIN
+        fmt = formats.check_format(request.query_params.get("format", "rows"), IMPORT_FORMATS)
+        if fmt == "rows":
+            result = example_services.examples_import(
+                project=project, user=request.user, rows=request.data, allow_history=allow_history,
+            )
+            return Response(result.as_dict(), status=201)
+        if fmt == "labelstudio":
+            parsed = formats.labelstudio_rows(project=project, user=request.user, tasks=request.data)
+        else:
+            if not isinstance(request.data, bytes):
+                raise InvalidInput([{"field": "format", "message": "send the Parquet file itself as the body, with "
+                                                                   "Content-Type application/vnd.apache.parquet"}])
+            parsed = formats.file_rows(project=project, user=request.user, fmt=fmt, data=request.data,
+                                       max_rows=example_services.MAX_BATCH_ROWS)
+        result = formats.examples_import_file(project=project, user=request.user, parsed=parsed,
+                                              allow_history=allow_history, max_rows=example_services.MAX_BATCH_ROWS)
         return Response(result.as_dict(), status=201)
 
 
@@ -256,26 +295,35 @@ class ExampleAnnotationsApi(APIView):
         return Response(annotation_out(annotation, multi=example.project.is_multi_label), status=201)
 
 
-class IgnoreFormatParam(DefaultContentNegotiation):
-    """``?format=jsonl|csv`` names the export format here, not a DRF renderer."""
-
-    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
-        return renderers[0], renderers[0].media_type
+EXPORT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+                "labelstudio": "application/json", "parquet": "application/vnd.apache.parquet"}
+EXPORT_SUFFIX = {"jsonl": "jsonl", "csv": "csv", "labelstudio": "labelstudio.json", "parquet": "parquet"}
 
 
 class ProjectExportApi(APIView):
     content_negotiation_class = IgnoreFormatParam
+
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, enum=["jsonl", "csv"], description="jsonl (default) or csv")],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, (200, "text/csv"): OpenApiTypes.STR, **ERRORS},
+        parameters=[OpenApiParameter("format", str, enum=list(formats.EXPORT_FORMATS),
+                                     description="jsonl (default), csv, labelstudio (Label Studio JSON tasks) or "
+                                                 "parquet (Hugging Face datasets, label as a ClassLabel)")],
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, (200, "text/csv"): OpenApiTypes.STR,
+                   (200, "application/json"): OpenApiTypes.STR,
+                   (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY, **ERRORS},
         summary="Every example with its labels and annotation history, streamed (reviewer)",
     )
-    def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
+    def get(self, request: Request, project_id: int) -> StreamingHttpResponse | FileResponse:
         project = access.project_for(request.user, project_id, role=Role.REVIEWER)
-        fmt = request.query_params.get("format", "jsonl")
-        if fmt not in export.EXPORT_FORMATS:
-            raise InvalidInput([{"field": "format", "message": "format must be jsonl or csv"}])
-        content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
-        response = StreamingHttpResponse(export.export_lines(project, fmt), content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="project-{project.id}.{fmt}"'
+        fmt = formats.check_format(request.query_params.get("format", "jsonl"), formats.EXPORT_FORMATS)
+        filename = f"project-{project.id}.{EXPORT_SUFFIX[fmt]}"
+        if fmt == "parquet":
+            # Parquet's footer comes last: the file is written to a temporary file a row group at a time,
+            # then sent; the file is gone when the response closes it.
+            file = tempfile.TemporaryFile(suffix=".parquet")  # noqa: SIM115 - FileResponse closes it
+            parquet_export(project, file)
+            file.seek(0)
+            return FileResponse(file, as_attachment=True, filename=filename, content_type=EXPORT_TYPES[fmt])
+        body = labelstudio_export(project) if fmt == "labelstudio" else export.export_lines(project, fmt)
+        response = StreamingHttpResponse(body, content_type=EXPORT_TYPES[fmt])
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response

@@ -13,7 +13,7 @@ from django.db import connection
 
 from annotator.csv_cells import csv_safe
 from annotator.db import in_chunks
-from annotator.models import Annotation, Example, ExampleLabel, LabelClass, Project
+from annotator.models import Annotation, Example, ExampleLabel, ExampleScore, LabelClass, Project
 
 EXPORT_CHUNK = 2000
 
@@ -72,6 +72,16 @@ def export_table_pg(project: Project) -> Iterator[tuple[Any, ...]]:
 
 def export_rows(project: Project) -> Iterator[dict[str, Any]]:
     """Every example with its current label(s) and full history, in id order, a chunk at a time."""
+    for chunk in export_row_chunks(project):
+        for row in chunk:
+            for entry in row["annotations"]:
+                del entry["annotation_id"]
+            yield row
+
+
+def export_row_chunks(project: Project) -> Iterator[list[dict[str, Any]]]:
+    """The rows of :func:`export_rows` in chunks of ``EXPORT_CHUNK``; history entries also carry their
+    ``annotation_id``."""
     labels = dict(LabelClass.objects.filter(project=project).values_list("id", "name"))
     positions = dict(LabelClass.objects.filter(project=project).values_list("name", "position"))
     multi = project.is_multi_label
@@ -94,17 +104,19 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
                 "example_id", "label_id"
             ):
                 current[example_id].append(labels[label_id])
-            for example_id, username, kind, names, note, created_at in (
+            for annotation_id, example_id, username, kind, names, note, created_at in (
                 Annotation.objects.filter(example_id__in=part)
                 .order_by("id")
-                .values_list("example_id", "user__username", "kind", "labels", "note", "created_at")
+                .values_list("id", "example_id", "user__username", "kind", "labels", "note", "created_at")
             ):
-                entry = {"user": username, "kind": kind, "label": None if multi else names[0], "labels": names,
-                         "note": note, "created_at": created_at.isoformat()}
+                entry = {"annotation_id": annotation_id, "user": username, "kind": kind,
+                         "label": None if multi else names[0], "labels": names, "note": note,
+                         "created_at": created_at.isoformat()}
                 history[example_id].append(entry)
+        rows = []
         for example_id, external_id, text, source, label_source, metadata, observed_at in chunk:
             names = sorted(current.get(example_id, []), key=positions.__getitem__)
-            yield {
+            rows.append({
                 "id": example_id,
                 "external_id": external_id,
                 "text": text,
@@ -115,7 +127,23 @@ def export_rows(project: Project) -> Iterator[dict[str, Any]]:
                 "metadata": metadata,
                 "observed_at": observed_at.isoformat() if observed_at else None,
                 "annotations": history.get(example_id, []),
-            }
+            })
+        yield rows
+
+
+def serving_predictions(project: Project, example_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The serving version's prediction of these examples: ``{id: {"model_version", "labels",
+    "confidence"}}``; empty when no version serves or it has not scored them."""
+    version = project.serving_version
+    if version is None:
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    for part in in_chunks(example_ids):
+        for example_id, predicted, confidence in ExampleScore.objects.filter(
+            model_version=version, example_id__in=part
+        ).values_list("example_id", "predicted", "confidence"):
+            out[example_id] = {"model_version": str(version), "labels": list(predicted), "confidence": confidence}
+    return out
 
 
 EXPORT_FORMATS = ("jsonl", "csv")

@@ -186,7 +186,7 @@ def file_preview(data: bytes, fmt: str, *, n: int = PREVIEW_ROWS) -> FilePreview
         header = next(reader, [])
         rows = []
         for record in reader:
-            rows.append([_cell(v) for v in record])
+            rows.append([cell(v) for v in record])
             if len(rows) == n:
                 break
     except csv.Error as error:
@@ -211,11 +211,11 @@ def _jsonl_preview(text: str, n: int, n_lines: int) -> FilePreview:
             columns.extend(key for key in value if key not in columns)
         if len(records) + len(problems) >= n:
             break
-    rows = [[_cell(record.get(column)) for column in columns] for record in records]
+    rows = [[cell(record.get(column)) for column in columns] for record in records]
     return FilePreview(columns=columns, rows=rows, n_lines=n_lines, problems=problems)
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

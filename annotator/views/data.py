@@ -1,7 +1,9 @@
-"""Import (CSV or JSONL upload with a preview and a column map) and export (links to the streamed API).
+"""Import (CSV or JSONL upload with a preview and a column map; Label Studio JSON or Parquet with a preview)
+and export (links to the streamed API).
 
-The upload goes through the same services as ``manage.py import_examples``: ``services.files.parse_file``
-then ``services.examples.examples_import``, all or nothing, with every problem named by its file line.
+The upload goes through the same services as ``manage.py import_examples``: ``services.formats.file_rows``
+then ``services.formats.examples_import_file``, all or nothing, with every problem named by its file line
+(CSV, JSONL), task (Label Studio) or row (Parquet).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from annotator.errors import InvalidInput, ServiceError
 from annotator.models import Role, Source
 from annotator.selectors import access
 from annotator.selectors import projects as project_selectors
-from annotator.services import examples as example_services
 from annotator.services import files as file_services
-from annotator.services.files import file_preview
+from annotator.services import formats
+from annotator.services.files import FilePreview, file_preview
+from annotator.services.formats_labelstudio import labeling_config
 from annotator.views.access import UNPROCESSABLE, error_list, project_context, project_or_404, render_page
 
 NONE = ""  # the "(none)" choice of an optional column
 SOURCES = (Source.IMPORT, Source.SEED, Source.PRODUCTION)
+UPLOAD_FORMATS = ("csv", "jsonl", "labelstudio", "parquet")
+MAPPED_FORMATS = ("csv", "jsonl")  # the formats whose columns the page lets people choose
+UNIT = {"csv": "line", "jsonl": "line", "labelstudio": "task", "parquet": "row"}
 
 
 def _mapping(request: HttpRequest, columns: list[str]) -> dict[str, str]:
@@ -50,30 +56,49 @@ def _rows_for_import(rows: list[dict[str, Any]], mapping: dict[str, str]) -> lis
 def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
     context: dict[str, Any] = {**project_context(request, project, "data"), "sources": SOURCES,
-                               "source": request.POST.get("source", Source.IMPORT), "labels": project_selectors.project_labels(project)}
+                               "source": request.POST.get("source", Source.IMPORT), "unit": "line",
+                               "format_choices": [(f, formats.FORMAT_NAMES[f]) for f in UPLOAD_FORMATS],
+                               "labels": project_selectors.project_labels(project)}
     status = 200
     upload = request.FILES.get("file")
     if request.method == "POST":
         if upload is None:
-            context["errors"] = [{"message": "Choose a CSV or JSONL file first."}]
+            context["errors"] = [{"message": "Choose a file first."}]
             return render_page(request, "import.html", context, partial="result", status=UNPROCESSABLE)
         data = upload.read()
         context["filename"] = upload.name
         try:
-            fmt = request.POST.get("format") or file_services.guess_format(upload.name)
-            if fmt not in file_services.FORMATS:
-                raise InvalidInput([{"field": "format", "message": "format must be csv or jsonl"}])
-            context["format"] = fmt
-            preview = file_preview(data, fmt)
-            context["preview"] = preview
-            mapping = _mapping(request, preview.columns)
-            context["mapping"] = mapping
-            if request.POST.get("action") == "import":
-                context["result"] = _import(request, project, data, fmt, mapping)
+            fmt = request.POST.get("format") or formats.guess_format(upload.name, data)
+            formats.check_format(fmt, UPLOAD_FORMATS)
+            context.update(format=fmt, unit=UNIT[fmt], format_name=formats.FORMAT_NAMES[fmt])
+            if fmt in MAPPED_FORMATS:
+                preview = file_preview(data, fmt)
+                context["preview"] = preview
+                mapping = _mapping(request, preview.columns)
+                context["mapping"] = mapping
+                if request.POST.get("action") == "import":
+                    context["result"] = _import(request, project, data, fmt, mapping)
+            else:
+                parsed = formats.file_rows(project=project, user=request.user, fmt=fmt, data=data)
+                context["preview"] = _rows_preview(parsed)
+                if request.POST.get("action") == "import":
+                    context["result"] = _import_parsed(request, project, parsed)
         except ServiceError as error:
             context["errors"] = error_list(error)
             status = UNPROCESSABLE
     return render_page(request, "import.html", context, partial="result", status=status)
+
+
+def _rows_preview(parsed: formats.FileRows) -> FilePreview:
+    """The first rows of a Label Studio or Parquet file as they will be imported."""
+    columns = ["external_id", "text", "label", "annotations", "metadata"]
+    rows = [
+        [row.get("external_id"), row["text"], row.get("label", row.get("labels")),
+         len(row.get("annotations", [])), row.get("metadata")]
+        for row in parsed.rows[:file_services.PREVIEW_ROWS]
+    ]
+    return FilePreview(columns=columns, rows=[[file_services.cell(v) for v in row] for row in rows],
+                       n_lines=len(parsed.rows))
 
 
 def _import(request: HttpRequest, project: Any, data: bytes, fmt: str, mapping: dict[str, str]) -> dict[str, Any]:
@@ -84,19 +109,24 @@ def _import(request: HttpRequest, project: Any, data: bytes, fmt: str, mapping: 
         label=mapping["label"] or "\x00no label column",
         external_id=mapping["external_id"] or "\x00no id column",
     )
-    rows, lines = file_services.parse_file(data, fmt, columns)
-    source = request.POST.get("source") or Source.IMPORT
-    result = example_services.examples_import(
-        project=project, user=request.user, rows=_rows_for_import(rows, mapping), default_source=source,
-        max_rows=None, allow_history=access.role_of(request.user, project) == Role.ADMIN, line_numbers=lines,
+    parsed = formats.file_rows(project=project, user=request.user, fmt=fmt, data=data, columns=columns)
+    parsed.rows = _rows_for_import(parsed.rows, mapping)
+    return _import_parsed(request, project, parsed)
+
+
+def _import_parsed(request: HttpRequest, project: Any, parsed: formats.FileRows) -> dict[str, Any]:
+    result = formats.examples_import_file(
+        project=project, user=request.user, parsed=parsed, default_source=request.POST.get("source") or Source.IMPORT,
+        allow_history=access.role_of(request.user, project) == Role.ADMIN,
     )
     return {"created": result.created, "unchanged": result.unchanged, "updated": result.updated,
-            "total": len(rows)}
+            "total": len(parsed.rows)}
 
 
 @login_required
 @require_GET
 def export_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_or_404(request, project_id, role=Role.REVIEWER)
-    context = {**project_context(request, project, "data"), "example_count": project.example_count}
+    context = {**project_context(request, project, "data"), "example_count": project.example_count,
+               "labeling_config": labeling_config(project)}
     return render_page(request, "export.html", context)
