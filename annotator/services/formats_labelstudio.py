@@ -16,6 +16,7 @@ external id, source and observation time travel the same way under ``meta.relabe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from django.contrib.auth import get_user_model
 from annotator.errors import InvalidInput
 from annotator.models import AnnotationKind, LabelClass, Project
 from annotator.selectors import export as export_selectors
-from annotator.services.files import decode, load_json
+from annotator.services.files import decode
 
 FROM_NAME = "label"  # the <Choices name=...> of the labeling config
 TO_NAME = "text"  # the <Text name=...> it labels
@@ -53,10 +54,17 @@ def load_tasks(data: bytes) -> Any:
     """The JSON document of an uploaded Label Studio file (an InvalidInput naming the line when malformed)."""
     text = decode(data)
     try:
-        return load_json(text)
-    except ValueError as error:
-        raise InvalidInput([{"field": "file", "message": f"not valid JSON ({error}); a Label Studio export is "
-                                                         "one JSON list of tasks"}]) from None
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise InvalidInput([{"line": error.lineno, "field": "file",
+                             "message": f"line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}); "
+                                        "a Label Studio export is one JSON list of tasks"}]) from None
+    except (ValueError, RecursionError) as error:
+        raise InvalidInput([{"field": "file", "message": f"not valid JSON ({error or 'nested too deeply'})"}]) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 class _Errors:

@@ -70,3 +70,9 @@ def parquet_table(data: bytes) -> Any:
     import pyarrow.parquet as pq
 
     return pq.read_table(io.BytesIO(data))
+
+
+@pytest.fixture
+def existing(project: Any, admin: Any, make_examples: Any) -> list[Example]:
+    """One example already in the project, so 'nothing written' is checked against a non-empty table."""
+    return make_examples(project, admin, [{"external_id": "old-1", "text": "already here", "label": "neutral"}])
