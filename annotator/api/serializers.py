@@ -118,6 +118,47 @@ class ImportOut(serializers.Serializer):
     ids = serializers.ListField(child=serializers.IntegerField())
 
 
+class LabelStudioResultOut(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.CharField(help_text="always choices")
+    from_name = serializers.CharField()
+    to_name = serializers.CharField()
+    origin = serializers.CharField()
+    value = serializers.DictField(help_text='{"choices": [label names]}')
+
+
+class LabelStudioAnswerOut(serializers.Serializer):
+    user = serializers.CharField()
+    kind = serializers.CharField()
+    note = serializers.CharField()
+
+
+class LabelStudioAnnotationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    result = LabelStudioResultOut(many=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    was_cancelled = serializers.BooleanField()
+    ground_truth = serializers.BooleanField()
+    relabel = LabelStudioAnswerOut(help_text="who gave the answer here, its kind and note (Label Studio ignores it)")
+
+
+class LabelStudioPredictionOut(serializers.Serializer):
+    model_version = serializers.CharField()
+    score = serializers.FloatField()
+    result = LabelStudioResultOut(many=True)
+
+
+class LabelStudioTaskOut(serializers.Serializer):
+    """One task of the Label Studio export (``?format=labelstudio``)."""
+
+    id = serializers.IntegerField()
+    data = serializers.DictField(help_text="text, and the data fields a Label Studio import brought")
+    meta = serializers.DictField(help_text="the example's metadata; relabel: external_id, source, observed_at")
+    annotations = LabelStudioAnnotationOut(many=True)
+    predictions = LabelStudioPredictionOut(many=True)
+
+
 class ScoreOut(serializers.Serializer):
     model_version = serializers.IntegerField()
     probs = serializers.DictField(child=serializers.FloatField())

@@ -31,6 +31,7 @@ from annotator.api.serializers import (
     ExampleOut,
     ExampleRowIn,
     ImportOut,
+    LabelStudioTaskOut,
     MemberIn,
     MemberOut,
     ProjectIn,
@@ -235,7 +236,8 @@ class ProjectExamplesApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("format", str, enum=["rows", "labelstudio", "parquet"],
                                      description="rows (default: a JSON list of rows), labelstudio (a JSON list of "
-                                                 "Label Studio tasks) or parquet (a Parquet file as the body, "
+                                                 "Label Studio tasks, each with data.text, and optional id, meta, "
+                                                 "annotations, predictions; see docs/formats.md) or parquet (a Parquet file as the body, "
                                                  "Content-Type application/vnd.apache.parquet)")],
         request={"application/json": ExampleRowIn(many=True), "application/vnd.apache.parquet": OpenApiTypes.BINARY,
                  "application/octet-stream": OpenApiTypes.BINARY},
@@ -308,7 +310,7 @@ class ProjectExportApi(APIView):
                                      description="jsonl (default), csv, labelstudio (Label Studio JSON tasks) or "
                                                  "parquet (Hugging Face datasets, label as a ClassLabel)")],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR, (200, "text/csv"): OpenApiTypes.STR,
-                   (200, "application/json"): OpenApiTypes.STR,
+                   (200, "application/json"): LabelStudioTaskOut(many=True),
                    (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY, **ERRORS},
         summary="Every example with its labels and annotation history, streamed (reviewer)",
     )
@@ -320,7 +322,11 @@ class ProjectExportApi(APIView):
             # Parquet's footer comes last: the file is written to a temporary file a row group at a time,
             # then sent; the file is gone when the response closes it.
             file = tempfile.TemporaryFile(suffix=".parquet")  # noqa: SIM115 - FileResponse closes it
-            parquet_export(project, file)
+            try:
+                parquet_export(project, file)
+            except BaseException:
+                file.close()
+                raise
             file.seek(0)
             return FileResponse(file, as_attachment=True, filename=filename, content_type=EXPORT_TYPES[fmt])
         body = labelstudio_export(project) if fmt == "labelstudio" else export.export_lines(project, fmt)

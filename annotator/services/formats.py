@@ -66,8 +66,9 @@ def file_rows(
     check_format(fmt)
     if fmt == "hf_dataset":
         if path is None or not path.is_dir():
-            raise InvalidInput([{"field": "format", "message": "hf_dataset is a directory written by "
-                                                               "save_to_disk; upload its data as Parquet instead"}])
+            raise InvalidInput([{"field": "format", "message": "hf_dataset is a directory written by save_to_disk "
+                                                               "(on this machine); to upload a dataset, send it as "
+                                                               "Parquet (Dataset.to_parquet)"}])
         rows, where = hf.dataset_dir_rows(path, columns=columns)
         return FileRows(rows, where=where)
     if path is not None and path.is_dir():

@@ -157,7 +157,8 @@ def labelstudio_rows(project: Project, tasks: Any, *, importer: str, text_key: s
 
 
 def _kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null"}
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true or false", type(None): "null",
+             bytes: "binary data"}
     return names.get(type(value), "a number")
 
 
@@ -166,8 +167,11 @@ def _task_row(index: int, task: Any, text_key: str, choices: _Choices, people: _
     if not isinstance(task, dict):
         errors.add(index, "task", f"each task must be a JSON object, not {_kind(task)}")
         return None
-    # Label Studio reads a task without "data" as the data itself.
-    data = task.get("data", task)
+    if "data" not in task:
+        errors.add(index, "data", "data is missing; a Label Studio task holds its text in data.text "
+                   f"(the task has {', '.join(sorted(task)) or 'no fields'})")
+        return None
+    data = task["data"]
     if not isinstance(data, dict):
         errors.add(index, "data", f"data must be a JSON object, not {_kind(data)}")
         return None
@@ -178,14 +182,14 @@ def _task_row(index: int, task: Any, text_key: str, choices: _Choices, people: _
                    f"data.{text_key} (other data fields: {', '.join(sorted(k for k in data if k != text_key)) or 'none'})")
         return None
     row: dict[str, Any] = {"text": text}
-    meta = task.get("meta") if "data" in task else None
+    meta = task.get("meta")
     if meta is not None and not isinstance(meta, dict):
         errors.add(index, "meta", f"meta must be a JSON object, not {_kind(meta)}")
         return None
     metadata = dict(meta or {})
     ours = metadata.pop(OURS, None)
     ours = ours if isinstance(ours, dict) else {}
-    external_id = ours.get("external_id", task.get("id") if "data" in task else None)
+    external_id = ours.get("external_id", task.get("id"))
     if external_id is not None:
         if isinstance(external_id, bool) or not isinstance(external_id, int | str):
             errors.add(index, "id", f"the task id must be an integer or a string, not {_kind(external_id)}")
@@ -199,8 +203,6 @@ def _task_row(index: int, task: Any, text_key: str, choices: _Choices, people: _
         metadata[EXTRA_DATA] = extra
     if metadata:
         row["metadata"] = metadata
-    if "data" not in task:
-        return row
     for key in ("predictions",):
         if task.get(key) is not None and not isinstance(task[key], list):
             errors.add(index, key, f"{key} must be a list, not {_kind(task[key])}")

@@ -52,20 +52,14 @@ def test_a_file_exported_by_label_studio_is_imported(project, admin, reviewer, a
 
 
 @pytest.mark.django_db
-def test_a_bare_list_of_data_objects_is_a_valid_file(project, as_reviewer):
-    response = post(as_reviewer, project, [{"text": "one"}, {"text": "two"}])
-
-    assert response.status_code == 201, response.json()
-    assert sorted(Example.objects.values_list("text", flat=True)) == ["one", "two"]
-
-
-@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [
         ({"data": {"text": "a"}}, "file", "must be a JSON list of tasks, not an object"),
         ([], None, "the file has no tasks"),
         (["just text"], "task", "task 0: each task must be a JSON object, not a string"),
+        ([{"text": "a"}], "data", "task 0: data is missing; a Label Studio task holds its text in data.text "
+                                  "(the task has text)"),
         ([{"data": {"content": "a"}}], "data.text", "task 0: data.text is missing; the text to classify must be "
                                                     "in data.text (other data fields: content)"),
         ([{"data": {"text": 5}}], "data.text", "task 0: data.text is a number, not a string"),

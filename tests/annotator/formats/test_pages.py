@@ -94,7 +94,7 @@ def test_parquet_problems_are_listed_by_row(project, page):
 def test_an_annotator_cannot_use_the_import_page(project, client, annotator):
     client.force_login(annotator)
 
-    response = client.post(reverse("import", args=[project.id]), {"file": _tasks({"text": "a"}), "action": "import"})
+    response = client.post(reverse("import", args=[project.id]), {"file": _tasks({"data": {"text": "a"}}), "action": "import"})
 
     assert response.status_code in (403, 404)
     assert counts() == (0, 0)
