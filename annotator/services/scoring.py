@@ -22,6 +22,7 @@ from annotator import dispatch
 from annotator.models import Example, ExampleScore, Job, ModelVersion, Project
 from annotator.selectors.projects import project_labels
 from annotator.services.drift_reference import drift_reference_update
+from annotator.services.embeddings import embedding_cache
 from annotator.services.jobs import JobReporter, job_create, job_finish, job_finish_first
 from annotator.services.models import decide_promotion
 from annotator.services.pool_embeddings import pool_embeddings_save
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 # Examples per scoring task: the unit of work a killed worker loses and another worker takes over.
 SCORE_CHUNK = int(os.environ.get("SCORE_CHUNK_SIZE", 1000))
+# ... when the pool's embeddings are stored (a frozen-mode version: its head over stored vectors, no model).
+STORED_SCORE_CHUNK = int(os.environ.get("STORED_SCORE_CHUNK_SIZE", 20000))
+# Pool examples looked up to decide whether the pool is stored.
+STORED_PROBE = 200
 
 
 def _uncertainty(probs: np.ndarray, multi: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,7 +95,8 @@ def start_scoring(train_job: Job, version: ModelVersion, reporter: JobReporter) 
     ids = list(
         Example.objects.filter(project=version.project_id, label_source="").order_by("id").values_list("id", flat=True)
     )
-    chunks = [ids[i:i + SCORE_CHUNK] for i in range(0, len(ids), SCORE_CHUNK)]
+    size = STORED_SCORE_CHUNK if _pool_is_stored(version, ids) else SCORE_CHUNK
+    chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
     score_job = job_create(project=train_job.project, kind=Job.Kind.SCORE, parent=train_job,
                            params={"model_version_id": version.id, "chunks": len(chunks), "examples": len(ids),
                                    "chunk_ids": chunks})
@@ -105,6 +111,24 @@ def start_scoring(train_job: Job, version: ModelVersion, reporter: JobReporter) 
         dispatch.send_after_commit(dispatch.SCORE_CHUNK, score_job.pk, index, chunk)
 
 
+def _pool_is_stored(version: ModelVersion, ids: list[int]) -> bool:
+    """Whether (nearly) every pool example's vector is in the embedding cache for this version's encoder, by
+    a sample: then a chunk costs a read and a matrix product, and larger chunks save task overhead."""
+    from training.embedding_cache import text_key
+
+    if not ids or version.mode != "frozen":
+        return False
+    step = max(1, len(ids) // STORED_PROBE)
+    probe = list(Example.objects.filter(id__in=ids[::step][:STORED_PROBE]).values_list("text", flat=True))
+    predictor = predictor_for(version)
+    cache = embedding_cache()
+    keys = [text_key(text) for text in probe]
+    found = cache.get_many(predictor.embedding_key, keys)
+    if predictor.embedding_key != predictor.encoder.fingerprint:
+        found.update(cache.get_many(predictor.encoder.fingerprint, [k for k in keys if k not in found]))
+    return len(found) >= 0.9 * len(keys)
+
+
 def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
     """Score one chunk (idempotent: rows are upserted) and count it; the last chunk starts the rebuild."""
     score_job = Job.objects.select_related("project").get(pk=score_job_id)
@@ -117,7 +141,10 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
     project = version.project
     rows = list(Example.objects.filter(id__in=example_ids).order_by("id").values_list("id", "text"))
     predictor = predictor_for(version)
-    prediction = predictor.predict([text for _, text in rows], with_token_stats=False)
+    # Stored vectors are read (a frozen encoder's pool is embedded once, ever); the rest are embedded and kept.
+    # A fine-tuned version's vectors are its own: kept, they would only fill the cache.
+    cache = embedding_cache() if version.mode == "frozen" else None
+    prediction = predictor.predict([text for _, text in rows], with_token_stats=False, cache=cache)
     scores = score_rows(version, [pk for pk, _ in rows], prediction.probs, prediction.labels,
                          project.is_multi_label)
     with transaction.atomic():
