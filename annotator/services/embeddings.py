@@ -41,6 +41,13 @@ def embedding_cache() -> EmbeddingCache:
     return EmbeddingCache(path / "embeddings.sqlite3")
 
 
+def encoder_config(project: Project):  # noqa: ANN201
+    """The project's base encoder and preprocessing (training.encoder.EncoderConfig)."""
+    from training.encoder import EncoderConfig
+
+    return EncoderConfig(max_length=int(project.setting("max_length")))
+
+
 def trains_frozen(project: Project) -> bool:
     """Whether the project's next version will most likely embed with the base encoder: its newest ready
     version trained frozen, or it has none yet (every project starts frozen)."""
@@ -70,9 +77,7 @@ def base_encoder(project: Project) -> Any:
     """The project's base encoder (what a frozen-mode version embeds with), loaded once per process."""
     import json
 
-    from annotator.services.training import _encoder_config
-
-    return _base_encoder(json.dumps(_encoder_config(project).to_dict(), sort_keys=True))
+    return _base_encoder(json.dumps(encoder_config(project).to_dict(), sort_keys=True))
 
 
 def embed_examples(project_id: int, example_ids: list[int]) -> int:

@@ -34,6 +34,7 @@ from django.utils import timezone
 from annotator.models import Example, Job, ModelVersion, Project
 from annotator.selectors.projects import project_labels
 from annotator.services.embeddings import embedding_cache
+from annotator.services.embeddings import encoder_config as _encoder_config
 from annotator.services.evaluation import label_matrix, measure_holdout, reported, save_holdout
 from annotator.services.jobs import JobReporter
 from annotator.services.jsonable import jsonable
@@ -59,12 +60,6 @@ def _writing_files_of(version: ModelVersion, directory: Path) -> Iterator[None]:
         raise ArtifactWriteError(
             f"could not write the files of version {version.number} to {directory}: {error}. Check that "
             "ARTIFACT_DIR has free space and is writable; the serving version is unchanged") from error
-
-
-def _encoder_config(project: Project):  # noqa: ANN202
-    from training.encoder import EncoderConfig
-
-    return EncoderConfig(max_length=int(project.setting("max_length")))
 
 
 def run_training(job: Job, reporter: JobReporter) -> None:
