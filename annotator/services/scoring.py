@@ -10,15 +10,17 @@ the queue rebuild, once. ``score_rows`` and ``save_scores`` also write the label
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotator import dispatch
+from annotator.db import is_postgres
 from annotator.models import Example, ExampleScore, Job, ModelVersion, Project
 from annotator.selectors.projects import project_labels
 from annotator.services.drift_reference import drift_reference_update
@@ -61,15 +63,50 @@ def score_rows(version: ModelVersion, example_ids: list[int], probs: np.ndarray,
 
 
 def save_scores(version: ModelVersion, scores: list[ExampleScore]) -> None:
+    """Upsert the scores (one per example and version) and point each example's ``latest_score`` at them."""
+    if not scores:
+        return
+    if is_postgres():
+        _save_scores_copy(version, scores)
+        return
     ExampleScore.objects.bulk_create(
         scores, batch_size=1000, update_conflicts=True, unique_fields=["example", "model_version"],
-        update_fields=["probs", "predicted", "confidence", "entropy", "margin", "label_quality", "is_issue",
-                       "suggested_label"],
+        update_fields=list(SCORE_FIELDS),
     )
     ids = [s.example_id for s in scores]
     pairs = dict(ExampleScore.objects.filter(model_version=version, example_id__in=ids).values_list("example_id", "id"))
     examples = [Example(id=example_id, latest_score_id=score_id) for example_id, score_id in pairs.items()]
     Example.objects.bulk_update(examples, ["latest_score"], batch_size=1000)
+
+
+SCORE_FIELDS = ("probs", "predicted", "confidence", "entropy", "margin", "label_quality", "is_issue", "suggested_label")
+
+
+def _save_scores_copy(version: ModelVersion, scores: list[ExampleScore]) -> None:
+    """PostgreSQL: COPY into a temporary table, then one upsert and one update (a chunk of 20,000 scores in
+    three statements, where row-by-row parameters cost seconds)."""
+    columns = ", ".join(SCORE_FIELDS)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in SCORE_FIELDS)
+    with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS score_in (example_id bigint PRIMARY KEY, probs jsonb, "
+            "predicted jsonb, confidence double precision, entropy double precision, margin double precision, "
+            "label_quality double precision, is_issue boolean, suggested_label varchar(100)) ON COMMIT DELETE ROWS")
+        cursor.execute("TRUNCATE score_in")
+        by_example = {score.example_id: score for score in scores}  # the last score of an example wins
+        with cursor.cursor.copy(f"COPY score_in (example_id, {columns}) FROM STDIN") as copy:
+            for score in by_example.values():
+                copy.write_row((score.example_id, json.dumps(score.probs), json.dumps(score.predicted),
+                                score.confidence, score.entropy, score.margin, score.label_quality, score.is_issue,
+                                score.suggested_label or ""))
+        cursor.execute(
+            f"INSERT INTO annotator_examplescore (example_id, model_version_id, {columns}, created_at) "
+            f"SELECT example_id, %s, {columns}, now() FROM score_in ORDER BY example_id "
+            f"ON CONFLICT (example_id, model_version_id) DO UPDATE SET {updates}", [version.pk])
+        cursor.execute(
+            "UPDATE annotator_example AS e SET latest_score_id = s.id FROM score_in AS i "
+            "JOIN annotator_examplescore AS s ON s.example_id = i.example_id AND s.model_version_id = %s "
+            "WHERE e.id = i.example_id AND e.latest_score_id IS DISTINCT FROM s.id", [version.pk])
 
 
 def noise_scores_save(version: ModelVersion, rows: list[dict[str, Any]]) -> None:
