@@ -29,7 +29,8 @@ SCORE_CHUNK = "annotator.tasks.score_chunk"
 REBUILD_QUEUE = "annotator.tasks.rebuild_queue"
 CHECK_DRIFT = "annotator.tasks.check_drift"
 SWEEP_JOBS = "annotator.tasks.sweep_jobs"
-TASK_NAMES = (TRAIN_PROJECT, SCORE_CHUNK, REBUILD_QUEUE, CHECK_DRIFT, SWEEP_JOBS)
+EMBED_EXAMPLES = "annotator.tasks.embed_examples"
+TASK_NAMES = (TRAIN_PROJECT, SCORE_CHUNK, REBUILD_QUEUE, CHECK_DRIFT, SWEEP_JOBS, EMBED_EXAMPLES)
 
 BROKER_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 try:  # the errors a publish raises when Redis is unreachable

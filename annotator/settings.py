@@ -37,6 +37,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "var")).resolve()
 ARTIFACT_DIR = Path(os.environ.get("ARTIFACT_DIR", DATA_DIR / "artifacts")).resolve()
 EMBEDDING_CACHE_DIR = Path(os.environ.get("EMBEDDING_CACHE_DIR", DATA_DIR / "embedding-cache")).resolve()
+# Imports and pushes ask the scoring workers to embed new examples ahead of training (services.embeddings).
+EMBED_ON_IMPORT = env_bool("EMBED_ON_IMPORT", True)
 # Where training runs: "auto" uses CUDA when the worker sees a GPU, else the CPU; or "cpu", "cuda", "cuda:N".
 TRAINING_DEVICE = os.environ.get("TRAINING_DEVICE", "auto")
 # Label-noise fine-tuned folds on a CPU worker only for projects up to this many labeled examples (0: only on a GPU).
@@ -186,6 +188,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "annotator.tasks.train_*": {"queue": "training"},
     "annotator.tasks.score_*": {"queue": "scoring"},
+    "annotator.tasks.embed_*": {"queue": "scoring"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}

@@ -86,6 +86,14 @@ def rebuild_queue(train_job_id: int) -> None:
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
+def embed_examples(project_id: int, example_ids: list[int]) -> int:
+    """Embed newly imported examples ahead of training and scoring (services.embeddings); idempotent."""
+    from annotator.services.embeddings import embed_examples as run
+
+    return run(project_id, example_ids)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def check_drift(project_id: int) -> None:
     from annotator.services.production import drift_check
 

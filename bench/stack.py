@@ -119,6 +119,8 @@ def celery_worker_command(name: str, *, queues: str = "default,training,scoring"
     """A Celery worker of ``queues`` (``beat``: with the periodic job sweep embedded)."""
     command = [sys.executable, "-m", "celery", "-A", "annotator", "worker", "-Q", queues, "-c", str(concurrency),
                "--loglevel", loglevel, "-n", f"{name}@%h"]
+    if beat:  # its schedule file lives in var/ (settings.CELERY_BEAT_SCHEDULE_FILENAME), absent in a fresh clone
+        (ROOT / "var").mkdir(exist_ok=True)
     return command + (["--beat"] if beat else [])
 
 

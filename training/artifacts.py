@@ -32,8 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +41,17 @@ import numpy as np
 from training.backends import (
     BACKENDS,
     ONNX_FILES,
-    build_runner,
     onnxruntime_available,
     write_onnx,
 )
-from training.encoder import Encoder, EncoderConfig, TokenStats, model_config
-from training.heads import TextClassifier, decide, decode_labels, head_logits, probabilities
+from training.encoder import Encoder, EncoderConfig, model_config
+from training.heads import TextClassifier
+from training.predictor import Prediction, Predictor, embedding_key  # noqa: F401 - re-exported
 from training.trained_model import TrainedModel
 
 try:
     import torch
     from safetensors.torch import load_model, save_model
-    from torch import nn
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 except ImportError as exc:  # pragma: no cover - exercised only on a broken install
     raise ImportError(
@@ -70,155 +68,6 @@ logger = logging.getLogger(__name__)
 
 class ArtifactIntegrityError(Exception):
     """A model version directory is incomplete or was modified after it was written."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Everything one prediction pass yields.
-
-    Attributes
-    ----------
-    logits:
-        ``(n, k)`` float32.
-    probs:
-        ``(n, k)`` float64 probabilities with the stored temperature (softmax or sigmoids).
-    embeddings:
-        ``(n, hidden)`` float32 pooled embeddings from the serving backend.
-    predicted:
-        Single-label: ``(n,)`` int64 class indices; multi-label: ``(n, k)`` bool indicator
-        (stored thresholds).
-    labels:
-        The decisions as label names (a name per text, or a list of names per text).
-    token_stats:
-        Tokenization statistics under the stored preprocessing (``None`` when not requested).
-    """
-
-    logits: np.ndarray
-    probs: np.ndarray
-    embeddings: np.ndarray
-    predicted: np.ndarray
-    labels: list[str] | list[list[str]]
-    token_stats: TokenStats | None
-
-
-class Predictor:
-    """A loaded model version: stored preprocessing, weights, calibration and serving backend.
-
-    It holds no global state and opens no files after construction (an ONNX Runtime session at
-    most), so a worker can cache one per model version.
-
-    Parameters
-    ----------
-    encoder:
-        The fp32 encoder with the version's preprocessing.
-    head:
-        The linear head.
-    label_names, task, temperature, thresholds:
-        As stored in ``labels.json`` and ``calibration.json``.
-    backend:
-        Serving backend (see :mod:`training.serving`); ``onnx_path`` for ONNX ones.
-    directory, content_hash, metadata:
-        Where it was loaded from and what the manifest and JSON files said (empty in memory).
-    """
-
-    def __init__(
-        self,
-        *,
-        encoder: Encoder,
-        head: nn.Linear,
-        label_names: Sequence[str],
-        task: str,
-        temperature: float = 1.0,
-        thresholds: Sequence[float] | None = None,
-        backend: str = "torch_fp32",
-        onnx_path: str | Path | None = None,
-        directory: str | Path | None = None,
-        content_hash: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.encoder = encoder
-        self.head = head
-        self.label_names = list(label_names)
-        self.task = task
-        self.temperature = float(temperature)
-        self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
-        self.backend = backend
-        self.directory = None if directory is None else Path(directory)
-        self.content_hash = content_hash
-        self.metadata = dict(metadata or {})
-        self._onnx_tmp: tempfile.TemporaryDirectory[str] | None = None
-        if backend in ONNX_FILES and onnx_path is None:
-            # Not stored with the version (an explicit override): export for this object's lifetime.
-            self._onnx_tmp = tempfile.TemporaryDirectory(prefix="predictor-onnx-")
-            onnx_path = write_onnx(encoder, backend, self._onnx_tmp.name)
-        self._runner = build_runner(encoder, backend, onnx_path=onnx_path)
-
-    @classmethod
-    def from_trained(cls, model: TrainedModel, *, backend: str = "torch_fp32") -> Predictor:
-        """An in-memory predictor over a freshly trained model (shares its modules)."""
-        return cls(
-            encoder=model.encoder,
-            head=model.classifier.head,
-            label_names=model.label_names,
-            task=model.task,
-            temperature=model.temperature,
-            thresholds=model.thresholds,
-            backend=backend,
-        )
-
-    @property
-    def preprocessing(self) -> dict[str, Any]:
-        return self.encoder.config.preprocessing()
-
-    def embed(
-        self,
-        texts: Sequence[str],
-        *,
-        batch_size: int = 64,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray:
-        """Pooled embeddings from the serving backend, ``(n, hidden)`` float32."""
-        return self.encoder.embed(texts, batch_size=batch_size, progress=progress, runner=self._runner)
-
-    def predict(
-        self,
-        texts: Sequence[str],
-        *,
-        batch_size: int = 64,
-        progress: Callable[[int, int], None] | None = None,
-        with_token_stats: bool = True,
-    ) -> Prediction:
-        """Score texts with the stored preprocessing, calibration and thresholds.
-
-        Parameters
-        ----------
-        texts:
-            ``n`` texts.
-        batch_size:
-            Texts per forward pass.
-        progress:
-            ``progress(done, total)`` after every batch.
-        with_token_stats:
-            Also compute tokenization statistics (drift signals).
-
-        Returns
-        -------
-        Prediction
-            Logits, probabilities ``(n, k)``, embeddings ``(n, hidden)``, decisions and token stats.
-        """
-        embeddings = self.embed(texts, batch_size=batch_size, progress=progress)
-        logits = head_logits(self.head, embeddings)
-        predicted = decide(logits, self.task, self.thresholds)
-        return Prediction(
-            logits=logits,
-            probs=probabilities(logits, self.task, self.temperature),
-            embeddings=embeddings,
-            predicted=predicted,
-            labels=decode_labels(predicted, self.label_names, self.task),
-            token_stats=self.encoder.token_stats(texts) if with_token_stats else None,
-        )
 
 
 # --------------------------------------------------------------------------------------------- saving

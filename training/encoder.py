@@ -236,6 +236,8 @@ class Encoder:
     ----------
     forward_calls:
         Number of batches run through the PyTorch model (lets tests and benchmarks see cache hits).
+    texts_embedded:
+        Number of texts run through any backend (PyTorch, INT8, ONNX) by :meth:`embed`.
     """
 
     def __init__(
@@ -270,6 +272,7 @@ class Encoder:
             n for n in MODEL_INPUTS if n in self.tokenizer.model_input_names
         )
         self.forward_calls = 0
+        self.texts_embedded = 0
         self._fingerprint: str | None = None
 
     @property
@@ -391,6 +394,7 @@ class Encoder:
         out = np.empty((len(texts), self.hidden_size), dtype=np.float32)
         if not texts:
             return out
+        self.texts_embedded += len(texts)
         run = runner if runner is not None else self.pooled
         was_training = self.model.training
         self.model.eval()
@@ -416,24 +420,28 @@ class Encoder:
         *,
         batch_size: int = 32,
         progress: ProgressFn | None = None,
+        runner: BatchRunner | None = None,
+        key: str | None = None,
+        fallback_keys: Sequence[str] = (),
     ) -> np.ndarray:
-        """Like :meth:`embed`, but reuse and extend an on-disk cache (PyTorch fp32 model only).
-
-        Only texts whose (fingerprint, sha256) is missing from ``cache`` go through the model;
-        duplicates within ``texts`` are embedded once.
-
-        Returns
-        -------
-        np.ndarray
-            ``float32`` array of shape ``(n, hidden)``.
-        """
+        """Like :meth:`embed`, but reuse and extend an on-disk cache: only texts whose (``key``, sha256)
+        is missing from ``cache`` and from every ``fallback_keys`` (read, never written) go through the
+        model (``runner``: a serving backend, PyTorch fp32 by default), once each, and are stored under
+        ``key`` (this encoder's :attr:`fingerprint` by default; name the backend in it for another runner,
+        training.predictor.embedding_key). Returns ``float32`` ``(n, hidden)``."""
         keys = [text_key(t) for t in texts]
-        fingerprint = self.fingerprint
-        found = cache.get_many(fingerprint, list(dict.fromkeys(keys)))
+        fingerprint = key if key is not None else self.fingerprint
+        unique = list(dict.fromkeys(keys))
+        found = cache.get_many(fingerprint, unique)
+        for other in fallback_keys:
+            absent = [k for k in unique if k not in found]
+            if not absent:
+                break
+            found.update(cache.get_many(other, absent))
         missing: dict[str, str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            if key not in found and key not in missing:
-                missing[key] = text
+        for k, text in zip(keys, texts, strict=True):
+            if k not in found and k not in missing:
+                missing[k] = text
         if missing:
             n_found = len(texts) - len(missing)
 
@@ -441,7 +449,8 @@ class Encoder:
                 if progress is not None:
                     progress(n_found + done, len(texts))
 
-            vectors = self.embed(list(missing.values()), batch_size=batch_size, progress=_progress)
+            vectors = self.embed(list(missing.values()), batch_size=batch_size, progress=_progress,
+                                 runner=runner)
             cache.put_many(fingerprint, list(missing), vectors)
             found.update(zip(missing, vectors, strict=True))
         elif progress is not None:

@@ -32,7 +32,7 @@ def save_holdout(directory: Path, example_ids: list[int], labels: list[Any], pre
 
 
 def measure_holdout(predictor: Any, texts: list[str], labels: list[Any], sources: np.ndarray, names: list[str],
-                    multi: bool, record: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
+                    multi: bool, record: dict[str, Any], *, cache: Any = None) -> tuple[dict[str, Any], np.ndarray | None]:
     """The version's reported metrics: the held-out labels against the decisions and probabilities that
     ``predictor`` (the serving backend with the stored temperature and thresholds) gives, each with a
     bootstrap 95% interval; or, below the documented minimum, the reason instead of numbers.
@@ -46,7 +46,7 @@ def measure_holdout(predictor: Any, texts: list[str], labels: list[Any], sources
     reason = holdout_reason(labels, names)
     if not texts:
         return {**out, "reason": reason}, None
-    prediction = predictor.predict(texts, with_token_stats=False)
+    prediction = predictor.predict(texts, with_token_stats=False, cache=cache)
     predicted = prediction.predicted.astype(np.int64)
     if reason:
         return {**out, "reason": reason}, predicted

@@ -27,6 +27,7 @@ from annotator.errors import Conflict, InvalidInput
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project, Source
 from annotator.services.annotations import refresh_current_labels
 from annotator.services.bulk import JSONText, analyze_if_stale, insert_rows
+from annotator.services.embeddings import embed_after_import
 from annotator.text import unicode_problem
 
 MAX_BATCH_ROWS = 10_000
@@ -334,8 +335,10 @@ def examples_import(
     max_rows: int | None = MAX_BATCH_ROWS,
     allow_history: bool = False,
     line_numbers: list[int] | None = None,
+    embed: bool = True,
 ) -> ImportResult:
-    """Import rows all-or-nothing; idempotent on ``external_id``.
+    """Import rows all-or-nothing; idempotent on ``external_id``. New examples are embedded in the
+    background (services.embeddings) unless ``embed`` is false (a push embeds its samples as it predicts).
 
     A new row with a label records an ``import`` annotation by ``user``. A known ``external_id`` with the
     same text is ``unchanged`` (or ``updated`` when it brings a label that differs from its current one);
@@ -347,7 +350,7 @@ def examples_import(
     )
     analyze_if_stale(Example)
     try:
-        ids_by_external, new_count, updated_ids = _write(project, user, valid, line_numbers)
+        ids_by_external, new_count, updated_ids = _write(project, user, valid, line_numbers, embed=embed)
     except IntegrityError:
         # Another import wrote one of these external ids between our check and our insert.
         raise Conflict("another import wrote some of these external_ids at the same moment; "
@@ -362,7 +365,7 @@ def examples_import(
 
 
 def _write(
-    project: Project, user: AbstractBaseUser, valid: list[Row], line_numbers: list[int] | None
+    project: Project, user: AbstractBaseUser, valid: list[Row], line_numbers: list[int] | None, *, embed: bool
 ) -> tuple[dict[str, int], int, set[int]]:
     now = timezone.now()
     with transaction.atomic():
@@ -389,6 +392,8 @@ def _write(
         )
         if new_ids:
             Project.objects.filter(pk=project.pk).update(example_count=F("example_count") + len(new_ids))
+            if embed:
+                embed_after_import(project, list(new_ids))  # sent once this import commits
         ids_by_external = {ext: pk for ext, (pk, _) in existing.items()}
         ids_by_external.update({r.external_id: pk for r, pk in zip(new_rows, new_ids, strict=True)})
         updated_ids = _changed_labels([r for r in valid if r.external_id in existing], existing)

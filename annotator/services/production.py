@@ -16,6 +16,7 @@ from annotator.errors import Conflict, InvalidInput
 from annotator.models import DriftWindow, Example, ModelVersion, Project, QueueItem, Source
 from annotator.selectors.projects import project_labels
 from annotator.services.drift_reference import ChosenReference, drift_baseline_save, drift_reference_for
+from annotator.services.embeddings import embedding_cache
 from annotator.services.examples import examples_import
 from annotator.services.jsonable import jsonable
 from annotator.services.queue import queue_add_many
@@ -101,15 +102,17 @@ def samples_push(*, project: Project, user: AbstractBaseUser, rows: Any) -> dict
     # is idempotent on external_id (or the text's hash), so a client that retries after a failed
     # prediction stores nothing twice.
     with transaction.atomic():
+        # With a version serving, the push embeds its samples as it predicts them (below).
         result = examples_import(project=project, user=user, rows=rows, default_source=Source.PRODUCTION,
-                                 max_rows=MAX_SAMPLES)
+                                 max_rows=MAX_SAMPLES, embed=version is None)
         dispatch.send_after_commit(dispatch.CHECK_DRIFT, project.id)
     metrics.SAMPLES_PUSHED.inc(len(result.ids))
     predictions = None
     if version is not None:
         ids = result.ids
         texts = dict(Example.objects.filter(id__in=ids).values_list("id", "text"))
-        prediction = predictor.predict([texts[i] for i in ids], with_token_stats=False)
+        # The vectors are kept: the drift check reads them instead of predicting the samples again.
+        prediction = predictor.predict([texts[i] for i in ids], with_token_stats=False, cache=embedding_cache())
         predictions = _predictions_out(prediction, project_labels(project), project.is_multi_label)
         unique = dict(zip(ids, range(len(ids)), strict=True))  # last row of each id
         keep = sorted(unique.values())
@@ -186,7 +189,7 @@ def _drift_check(project_id: int) -> list[DriftWindow]:
     for start in range(0, len(pending) - size + 1, size):
         window = pending[start:start + size]
         texts = [text for _, text, _ in window]
-        prediction = predictor.predict(texts)
+        prediction = predictor.predict(texts, cache=embedding_cache())  # pushed samples: stored vectors
         result = drift_window(chosen.reference, probs=prediction.probs, embeddings=prediction.embeddings,
                               token_stats=prediction.token_stats, texts=texts)
         saved = _window_save(project, version, sequence, window, prediction, result, chosen,

@@ -10,18 +10,21 @@ the queue rebuild, once. ``score_rows`` and ``save_scores`` also write the label
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotator import dispatch
+from annotator.db import is_postgres
 from annotator.models import Example, ExampleScore, Job, ModelVersion, Project
 from annotator.selectors.projects import project_labels
 from annotator.services.drift_reference import drift_reference_update
+from annotator.services.embeddings import embedding_cache
 from annotator.services.jobs import JobReporter, job_create, job_finish, job_finish_first
 from annotator.services.models import decide_promotion
 from annotator.services.pool_embeddings import pool_embeddings_save
@@ -31,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # Examples per scoring task: the unit of work a killed worker loses and another worker takes over.
 SCORE_CHUNK = int(os.environ.get("SCORE_CHUNK_SIZE", 1000))
+# ... when the pool's embeddings are stored (a frozen-mode version: its head over stored vectors, no model).
+STORED_SCORE_CHUNK = int(os.environ.get("STORED_SCORE_CHUNK_SIZE", 20000))
+# Pool examples looked up to decide whether the pool is stored.
+STORED_PROBE = 200
 
 
 def _uncertainty(probs: np.ndarray, multi: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,15 +63,50 @@ def score_rows(version: ModelVersion, example_ids: list[int], probs: np.ndarray,
 
 
 def save_scores(version: ModelVersion, scores: list[ExampleScore]) -> None:
+    """Upsert the scores (one per example and version) and point each example's ``latest_score`` at them."""
+    if not scores:
+        return
+    if is_postgres():
+        _save_scores_copy(version, scores)
+        return
     ExampleScore.objects.bulk_create(
         scores, batch_size=1000, update_conflicts=True, unique_fields=["example", "model_version"],
-        update_fields=["probs", "predicted", "confidence", "entropy", "margin", "label_quality", "is_issue",
-                       "suggested_label"],
+        update_fields=list(SCORE_FIELDS),
     )
     ids = [s.example_id for s in scores]
     pairs = dict(ExampleScore.objects.filter(model_version=version, example_id__in=ids).values_list("example_id", "id"))
     examples = [Example(id=example_id, latest_score_id=score_id) for example_id, score_id in pairs.items()]
     Example.objects.bulk_update(examples, ["latest_score"], batch_size=1000)
+
+
+SCORE_FIELDS = ("probs", "predicted", "confidence", "entropy", "margin", "label_quality", "is_issue", "suggested_label")
+
+
+def _save_scores_copy(version: ModelVersion, scores: list[ExampleScore]) -> None:
+    """PostgreSQL: COPY into a temporary table, then one upsert and one update (a chunk of 20,000 scores in
+    three statements, where row-by-row parameters cost seconds)."""
+    columns = ", ".join(SCORE_FIELDS)
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in SCORE_FIELDS)
+    with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS score_in (example_id bigint PRIMARY KEY, probs jsonb, "
+            "predicted jsonb, confidence double precision, entropy double precision, margin double precision, "
+            "label_quality double precision, is_issue boolean, suggested_label varchar(100)) ON COMMIT DELETE ROWS")
+        cursor.execute("TRUNCATE score_in")
+        by_example = {score.example_id: score for score in scores}  # the last score of an example wins
+        with cursor.cursor.copy(f"COPY score_in (example_id, {columns}) FROM STDIN") as copy:
+            for score in by_example.values():
+                copy.write_row((score.example_id, json.dumps(score.probs), json.dumps(score.predicted),
+                                score.confidence, score.entropy, score.margin, score.label_quality, score.is_issue,
+                                score.suggested_label or ""))
+        cursor.execute(
+            f"INSERT INTO annotator_examplescore (example_id, model_version_id, {columns}, created_at) "
+            f"SELECT example_id, %s, {columns}, now() FROM score_in ORDER BY example_id "
+            f"ON CONFLICT (example_id, model_version_id) DO UPDATE SET {updates}", [version.pk])
+        cursor.execute(
+            "UPDATE annotator_example AS e SET latest_score_id = s.id FROM score_in AS i "
+            "JOIN annotator_examplescore AS s ON s.example_id = i.example_id AND s.model_version_id = %s "
+            "WHERE e.id = i.example_id AND e.latest_score_id IS DISTINCT FROM s.id", [version.pk])
 
 
 def noise_scores_save(version: ModelVersion, rows: list[dict[str, Any]]) -> None:
@@ -90,7 +132,8 @@ def start_scoring(train_job: Job, version: ModelVersion, reporter: JobReporter) 
     ids = list(
         Example.objects.filter(project=version.project_id, label_source="").order_by("id").values_list("id", flat=True)
     )
-    chunks = [ids[i:i + SCORE_CHUNK] for i in range(0, len(ids), SCORE_CHUNK)]
+    size = STORED_SCORE_CHUNK if _pool_is_stored(version, ids) else SCORE_CHUNK
+    chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
     score_job = job_create(project=train_job.project, kind=Job.Kind.SCORE, parent=train_job,
                            params={"model_version_id": version.id, "chunks": len(chunks), "examples": len(ids),
                                    "chunk_ids": chunks})
@@ -105,6 +148,24 @@ def start_scoring(train_job: Job, version: ModelVersion, reporter: JobReporter) 
         dispatch.send_after_commit(dispatch.SCORE_CHUNK, score_job.pk, index, chunk)
 
 
+def _pool_is_stored(version: ModelVersion, ids: list[int]) -> bool:
+    """Whether (nearly) every pool example's vector is in the embedding cache for this version's encoder, by
+    a sample: then a chunk costs a read and a matrix product, and larger chunks save task overhead."""
+    from training.embedding_cache import text_key
+
+    if not ids or version.mode != "frozen":
+        return False
+    step = max(1, len(ids) // STORED_PROBE)
+    probe = list(Example.objects.filter(id__in=ids[::step][:STORED_PROBE]).values_list("text", flat=True))
+    predictor = predictor_for(version)
+    cache = embedding_cache()
+    keys = [text_key(text) for text in probe]
+    found = cache.get_many(predictor.embedding_key, keys)
+    if predictor.embedding_key != predictor.encoder.fingerprint:
+        found.update(cache.get_many(predictor.encoder.fingerprint, [k for k in keys if k not in found]))
+    return len(found) >= 0.9 * len(keys)
+
+
 def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
     """Score one chunk (idempotent: rows are upserted) and count it; the last chunk starts the rebuild."""
     score_job = Job.objects.select_related("project").get(pk=score_job_id)
@@ -117,7 +178,10 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
     project = version.project
     rows = list(Example.objects.filter(id__in=example_ids).order_by("id").values_list("id", "text"))
     predictor = predictor_for(version)
-    prediction = predictor.predict([text for _, text in rows], with_token_stats=False)
+    # Stored vectors are read (a frozen encoder's pool is embedded once, ever); the rest are embedded and kept.
+    # A fine-tuned version's vectors are its own: kept, they would only fill the cache.
+    cache = embedding_cache() if version.mode == "frozen" else None
+    prediction = predictor.predict([text for _, text in rows], with_token_stats=False, cache=cache)
     scores = score_rows(version, [pk for pk, _ in rows], prediction.probs, prediction.labels,
                          project.is_multi_label)
     with transaction.atomic():

@@ -33,6 +33,8 @@ from django.utils import timezone
 
 from annotator.models import Example, Job, ModelVersion, Project
 from annotator.selectors.projects import project_labels
+from annotator.services.embeddings import embedding_cache
+from annotator.services.embeddings import encoder_config as _encoder_config
 from annotator.services.evaluation import label_matrix, measure_holdout, reported, save_holdout
 from annotator.services.jobs import JobReporter
 from annotator.services.jsonable import jsonable
@@ -58,20 +60,6 @@ def _writing_files_of(version: ModelVersion, directory: Path) -> Iterator[None]:
         raise ArtifactWriteError(
             f"could not write the files of version {version.number} to {directory}: {error}. Check that "
             "ARTIFACT_DIR has free space and is writable; the serving version is unchanged") from error
-
-
-def _encoder_config(project: Project):  # noqa: ANN202
-    from training.encoder import EncoderConfig
-
-    return EncoderConfig(max_length=int(project.setting("max_length")))
-
-
-def _embedding_cache():  # noqa: ANN202
-    from training.embedding_cache import EmbeddingCache
-
-    path = Path(settings.EMBEDDING_CACHE_DIR)
-    path.mkdir(parents=True, exist_ok=True)
-    return EmbeddingCache(path / "embeddings.sqlite3")
 
 
 def run_training(job: Job, reporter: JobReporter) -> None:
@@ -109,11 +97,14 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     ModelVersion.objects.filter(job=job, status=ModelVersion.Status.TRAINING).update(
         status=ModelVersion.Status.FAILED, finished_at=timezone.now())
     version = _new_version(project, job, snapshot)
-    cache = _embedding_cache()
+    cache = embedding_cache()
     config = TrainConfig(mode=params.get("mode", "auto"), encoder=_encoder_config(project), seed=0,
                          device=settings.TRAINING_DEVICE)
     mode = config.resolve_mode(n)
     ModelVersion.objects.filter(pk=version.pk).update(mode=mode)
+    # The frozen encoder's vectors are the same in every version: each text is embedded once, ever
+    # (services.embeddings). A fine-tuned encoder's are its own, and would only fill the cache.
+    frozen_cache = cache if mode == "frozen" else None
     try:
         seeds_result = None
         if int(params.get("seeds", 1)) > 1:
@@ -134,7 +125,9 @@ def run_training(job: Job, reporter: JobReporter) -> None:
 
         # Temperature and multi-label thresholds on the validation split (training side), never the holdout.
         reporter(0.56, "calibrating", "temperature scaling and thresholds on the validation split", force=True)
-        val_embeddings = model.embed(val_texts)  # one pass serves calibration and the drift reference
+        # One pass serves calibration and the drift reference.
+        val_embeddings = (model.encoder.embed_cached(val_texts, frozen_cache) if frozen_cache is not None
+                          else model.embed(val_texts))
         val_logits = model.logits_from_embeddings(val_embeddings)
         fit, calibrated_thresholds = calibrate(model, val_logits, val_labels)
         val_probs = probabilities(val_logits, task, model.temperature)
@@ -151,7 +144,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
 
         # Out-of-sample probabilities for every labeled example (frozen base embeddings, K folds), cleanlab.
         reporter(0.6, "noise", "out-of-sample probabilities and label noise (cleanlab)", force=True)
-        base = Encoder(_encoder_config(project))
+        # Frozen: the trained model's encoder is the base one (no second copy to load).
+        base = model.encoder if mode == "frozen" else Encoder(_encoder_config(project))
         base_embeddings = base.embed_cached(snapshot.texts, cache)
         noise_metrics, noise_rows = _label_noise(snapshot, base_embeddings, names, multi)
         # Data health: near-duplicate texts with different labels raise suspicion; outliers and classes too
@@ -174,11 +168,12 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         serving = None
         # Too few validation texts cannot show that INT8 or ONNX keeps accuracy: serve fp32 then.
         if len(val_texts) >= MIN_VAL_FOR_BACKEND_CHOICE:
-            serving = choose_serving_backend(Predictor.from_trained(model), val_texts, val_labels, tolerance=0.01)
+            serving = choose_serving_backend(Predictor.from_trained(model), val_texts, val_labels, tolerance=0.01,
+                                             cache=frozen_cache)
             metrics["serving"] = serving
         serving_predictor = Predictor.from_trained(model, backend=(serving or {}).get("backend", "torch_fp32"))
         holdout, holdout_predicted = measure_holdout(serving_predictor, holdout_texts, holdout_labels, holdout_sources,
-                                                     names, multi, split.holdout_record)
+                                                     names, multi, split.holdout_record, cache=frozen_cache)
         metrics["holdout"] = holdout
         metrics.update(reported(holdout))
         if seeds_result and seeds_result["on"] == "holdout":
@@ -198,7 +193,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
         if backend == "torch_fp32":
             reference_probs, reference_embeddings = val_probs, val_embeddings
         else:
-            served = load_artifact(directory / "model").predict(val_texts, with_token_stats=False)
+            served = load_artifact(directory / "model").predict(val_texts, with_token_stats=False,
+                                                                cache=frozen_cache)
             reference_probs, reference_embeddings = served.probs, served.embeddings
         reference = build_drift_reference(
             probs=reference_probs, label_names=names, embeddings=reference_embeddings,
