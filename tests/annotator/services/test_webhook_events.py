@@ -10,7 +10,15 @@ import pytest
 from django.db import transaction
 
 from annotator import dispatch
-from annotator.models import DriftWindow, Job, ModelVersion, Project, QueueItem, WebhookDelivery, WebhookEndpoint
+from annotator.models import (
+    DriftWindow,
+    Job,
+    ModelVersion,
+    Project,
+    QueueItem,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from annotator.services import production
 from annotator.services.drift_reference import ChosenReference
 from annotator.services.jobs import job_fail, job_finish
