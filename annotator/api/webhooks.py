@@ -101,7 +101,8 @@ ENDPOINT_ID = "webhook_id"
 
 
 class ProjectWebhooksApi(APIView):
-    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: paginated("PaginatedWebhookList",
+    @extend_schema(operation_id="v1_projects_webhooks_list", parameters=PAGE_PARAMETERS,
+                   responses={200: paginated("PaginatedWebhookList",
                                                                          WebhookOut(many=True)), **ERRORS},
                    summary="Webhook endpoints of the project (admin)")
     def get(self, request: Request, project_id: int) -> Response:
@@ -164,7 +165,7 @@ STATUS_FILTER = OpenApiParameter("status", str, enum=WebhookDelivery.Status.valu
 
 
 class WebhookDeliveriesApi(APIView):
-    @extend_schema(parameters=[STATUS_FILTER, *PAGE_PARAMETERS],
+    @extend_schema(operation_id="v1_projects_webhooks_deliveries_list", parameters=[STATUS_FILTER, *PAGE_PARAMETERS],
                    responses={200: paginated("PaginatedWebhookDeliveryList", DeliveryOut(many=True)), **ERRORS},
                    summary="The endpoint's delivery log, newest first (admin)")
     def get(self, request: Request, project_id: int, webhook_id: int) -> Response:

@@ -53,3 +53,16 @@ def deliveries_of(*, project: Project, endpoint: WebhookEndpoint | None = None,
                                  f"status must be one of {', '.join(WebhookDelivery.Status.values)}"}])
         rows = rows.filter(status=status)
     return rows.order_by("-id")
+
+
+def delivery_of_project(project: Project, delivery_id: Any) -> WebhookDelivery:
+    """A delivery to any endpoint of the project; 404 otherwise."""
+    try:
+        pk = int(delivery_id)
+    except (TypeError, ValueError):
+        raise NotFound("webhook delivery not found") from None
+    delivery = (WebhookDelivery.objects.filter(pk=pk, endpoint__project=project)
+                .select_related("endpoint__project").first())
+    if delivery is None:
+        raise NotFound("webhook delivery not found")
+    return delivery

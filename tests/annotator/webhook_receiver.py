@@ -3,7 +3,9 @@ and answering from a script (status, headers, a delay before answering)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,3 +86,22 @@ def documented_verify() -> Any:
     namespace: dict[str, Any] = {}
     exec(compile(code, str(DOCS), "exec"), namespace)  # noqa: S102 - our own documentation
     return namespace["verify"]
+
+
+def fake_dns(monkeypatch: Any, table: dict[str, list[str]]) -> None:
+    """Make host names resolve to the given addresses for the webhook target checks (IP literals resolve to
+    themselves; any other name does not resolve)."""
+    from annotator.services import webhook_targets
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple]:
+        try:
+            ipaddress.ip_address(host)
+            addresses = [host]
+        except ValueError:
+            if host not in table:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+            addresses = table[host]
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in addresses]
+
+    monkeypatch.setattr(webhook_targets.socket, "getaddrinfo", getaddrinfo)

@@ -4,18 +4,15 @@ delivery is about to be sent (DNS rebinding), unless the operator allows them.""
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from annotator.models import WebhookDelivery, WebhookEndpoint
-from annotator.services import webhook_targets
 from annotator.services.webhook_delivery import delivery_attempt
 from annotator.services.webhook_targets import TargetRefused, address_refusal, target_resolve
 from annotator.services.webhooks import webhook_ping
-from tests.annotator.webhook_receiver import Receiver
+from tests.annotator.webhook_receiver import Receiver, fake_dns
 
 REFUSED = ["10.0.0.1", "127.0.0.1", "::1", "169.254.169.254", "::ffff:127.0.0.1", "172.16.5.4", "192.168.1.1",
            "fc00::1", "fe80::1", "100.64.0.1", "::ffff:10.0.0.1", "64:ff9b::7f00:1", "2002:7f00:1::1"]
@@ -26,22 +23,7 @@ PUBLIC = ["93.184.216.34", "2606:4700:4700::1111", "::ffff:93.184.216.34"]
 @pytest.fixture
 def dns(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, list[str]]], None]:
     """Make host names resolve to the given addresses (IP literals resolve to themselves)."""
-
-    def use(table: dict[str, list[str]]) -> None:
-        def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple]:
-            try:
-                ipaddress.ip_address(host)
-                addresses = [host]
-            except ValueError:
-                if host not in table:
-                    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
-                addresses = table[host]
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                    for a in addresses]
-
-        monkeypatch.setattr(webhook_targets.socket, "getaddrinfo", getaddrinfo)
-
-    return use
+    return lambda table: fake_dns(monkeypatch, table)
 
 
 @pytest.mark.parametrize("address", REFUSED)
