@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from annotator.models import WebhookDelivery
+from annotator.models import ModelVersion, WebhookDelivery
 from tests.annotator.loop.polling import wait_until
 from tests.annotator.webhook_receiver import Receiver, Reply, documented_verify
 
@@ -131,4 +133,37 @@ def test_a_410_is_not_retried(worker, loop_project, as_admin, allow_private):
 
     assert delivery.status == "failed" and delivery.attempts == 1
     assert delivery.last_response_code == 410 and delivery.last_error == "HTTP 410: gone"
+    assert len(receiver.requests) == 1
+
+
+def test_a_promotion_through_the_api_reaches_the_receiver(worker, loop_project, as_admin, allow_private):
+    project = loop_project(labels=["a", "b"])
+    version = ModelVersion.objects.create(project=project, number=1, status=ModelVersion.Status.READY,
+                                          mode="frozen")
+    with Receiver() as receiver:
+        endpoint = _endpoint(as_admin, project.id, receiver.url, ["version.promoted"])
+        assert as_admin.post(f"/api/v1/models/{version.id}/promote/").status_code == 200
+        delivery = _ended(WebhookDelivery.objects.get(endpoint_id=endpoint["id"]).pk, worker)
+
+    assert delivery.status == "delivered"
+    [request] = receiver.requests
+    body = json.loads(request.body)
+    assert request.headers["X-Relabel-Event"] == body["event"] == "version.promoted"
+    assert body["data"]["model_version"]["number"] == 1 and body["data"]["replaced_version"] is None
+    assert documented_verify()(endpoint["secret"], request.headers, request.body)
+
+
+def test_a_delivery_whose_task_was_lost_is_sent_by_the_sweep(worker, loop_project, as_admin, allow_private):
+    # Given a pending delivery long past due whose task never reached the broker (written directly: no send)
+    project = loop_project(labels=["a", "b"])
+    with Receiver() as receiver:
+        endpoint = _endpoint(as_admin, project.id, receiver.url)
+        lost = WebhookDelivery.objects.create(
+            endpoint_id=endpoint["id"], event="job.failed", payload={"id": "x", "event": "job.failed", "data": {}},
+            next_attempt_at=timezone.now() - timedelta(minutes=5))
+
+        # When the beat's sweep runs (every second in the tests), the delivery is sent
+        delivery = _ended(lost.pk, worker)
+
+    assert delivery.status == "delivered" and delivery.attempts == 1
     assert len(receiver.requests) == 1
