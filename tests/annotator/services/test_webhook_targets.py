@@ -4,13 +4,17 @@ delivery is about to be sent (DNS rebinding), unless the operator allows them.""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+import shutil
+import ssl
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from annotator.models import WebhookDelivery, WebhookEndpoint
-from annotator.services.webhook_delivery import delivery_attempt
-from annotator.services.webhook_targets import TargetRefused, address_refusal, target_resolve
+from annotator.services.webhook_delivery import delivery_attempt, post
+from annotator.services.webhook_targets import Target, TargetRefused, address_refusal, target_resolve
 from annotator.services.webhooks import webhook_ping
 from tests.annotator.webhook_receiver import Receiver, fake_dns
 
@@ -166,3 +170,41 @@ def test_an_allowed_private_target_is_called_on_the_checked_address_with_the_hos
     [request] = receiver.requests
     assert request.headers["Host"] == f"hooks.internal.test:{port}"
     assert request.path == "/in"
+
+
+# --- https: the connection goes to the checked address, the certificate is checked against the URL's host ------
+@pytest.fixture
+def https_receiver(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """An https server on 127.0.0.1 with a certificate for hooks.example.test, trusted through SSL_CERT_FILE."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=hooks.example.test", "-addext", "subjectAltName=DNS:hooks.example.test"],
+                   check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    receiver = Receiver()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    with receiver:
+        yield receiver
+
+
+def test_an_https_delivery_checks_the_certificate_against_the_url_host(https_receiver, project, admin, dns,
+                                                                      settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    port = https_receiver.server.server_address[1]
+    dns({"hooks.example.test": ["127.0.0.1"]})
+    endpoint = WebhookEndpoint.objects.create(project=project, url=f"https://hooks.example.test:{port}/in",
+                                              secret="s", events=["job.failed"], created_by=admin)
+
+    assert delivery_attempt(webhook_ping(endpoint=endpoint, user=admin).pk) == "delivered"
+    assert https_receiver.requests[0].headers["Host"] == f"hooks.example.test:{port}"
+
+    # The same server under a name its certificate does not carry: refused by TLS, nothing delivered
+    wrong = Target(scheme="https", host="other.example.test", port=port, path="/in", address="127.0.0.1")
+    answer = post(wrong, b"{}", {"Content-Type": "application/json"})
+    assert answer.code is None and "SSLError" in answer.error and answer.retryable
+    assert len(https_receiver.requests) == 1
