@@ -156,6 +156,13 @@ def _claim(delivery_id: int) -> tuple[WebhookDelivery, WebhookEndpoint] | None:
         now = timezone.now()
         if delivery.next_attempt_at and delivery.next_attempt_at > now + timedelta(seconds=1):
             return None
+        if delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
+            # Its last attempt never recorded an outcome (the worker died in it): no attempt beyond the limit.
+            delivery.status = Status.FAILED
+            delivery.next_attempt_at = None
+            delivery.last_error = f"gave up after {delivery.attempts} attempts; the last one was lost with its worker"
+            delivery.save(update_fields=["status", "next_attempt_at", "last_error"])
+            return None
         delivery.attempts += 1
         delivery.next_attempt_at = now + timedelta(seconds=in_flight_seconds())
         delivery.save(update_fields=["attempts", "next_attempt_at"])
@@ -196,7 +203,12 @@ def delivery_attempt(delivery_id: int) -> str | None:
         _record(delivery, Status.REFUSED, error=f"refused: {refused}")
         return Status.REFUSED
     body = body_bytes(delivery.payload)
-    answer = post(target, body, signed_headers(delivery, endpoint.secret, body, timestamp=int(time.time())))
+    try:
+        answer = post(target, body, signed_headers(delivery, endpoint.secret, body, timestamp=int(time.time())))
+    except Exception as error:  # noqa: BLE001 - recorded, so the sweep does not send it again and again
+        log.exception("webhook delivery %s: unexpected error", delivery.uuid)
+        _record(delivery, Status.FAILED, error=f"unexpected error: {type(error).__name__}: {error}")
+        return Status.FAILED
     code = answer.code
     if code is not None and 200 <= code < 300:
         _record(delivery, Status.DELIVERED, answer=answer, error="")

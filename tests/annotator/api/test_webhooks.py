@@ -211,3 +211,20 @@ def test_members_below_admin_are_refused_and_outsiders_see_nothing(project, as_a
     assert client.post(_path(project, f"{endpoint['id']}/rotate-secret/")).status_code == 403
     assert as_outsider.get(_path(project)).status_code == 404
     assert WebhookEndpoint.objects.count() == 1
+
+
+def test_a_delivery_whose_last_attempt_was_lost_is_not_tried_beyond_the_limit(project, as_admin, settings):
+    # Given a delivery whose fifth attempt never recorded an outcome (its worker died), sent again by the sweep
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    with Receiver([Reply(200)]) as receiver:
+        endpoint = _create(as_admin, project, url=receiver.url).json()
+        delivery = as_admin.post(_path(project, f"{endpoint['id']}/test/")).json()
+        WebhookDelivery.objects.filter(pk=delivery["id"]).update(attempts=settings.WEBHOOK_MAX_ATTEMPTS)
+
+        # When the task runs, nothing is sent and the delivery is failed with the reason
+        assert delivery_attempt(delivery["id"]) is None
+
+    row = WebhookDelivery.objects.get(pk=delivery["id"])
+    assert row.status == "failed" and row.attempts == settings.WEBHOOK_MAX_ATTEMPTS
+    assert "lost with its worker" in row.last_error
+    assert receiver.requests == []
