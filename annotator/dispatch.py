@@ -30,7 +30,8 @@ REBUILD_QUEUE = "annotator.tasks.rebuild_queue"
 CHECK_DRIFT = "annotator.tasks.check_drift"
 SWEEP_JOBS = "annotator.tasks.sweep_jobs"
 EMBED_EXAMPLES = "annotator.tasks.embed_examples"
-TASK_NAMES = (TRAIN_PROJECT, SCORE_CHUNK, REBUILD_QUEUE, CHECK_DRIFT, SWEEP_JOBS, EMBED_EXAMPLES)
+DELIVER_WEBHOOK = "annotator.tasks.deliver_webhook"
+TASK_NAMES = (TRAIN_PROJECT, SCORE_CHUNK, REBUILD_QUEUE, CHECK_DRIFT, SWEEP_JOBS, EMBED_EXAMPLES, DELIVER_WEBHOOK)
 
 BROKER_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 try:  # the errors a publish raises when Redis is unreachable
@@ -50,11 +51,12 @@ def task_named(task_name: str) -> Any:
     return app.tasks[task_name]
 
 
-def send(task_name: str, *args: Any) -> bool:
-    """Send the task now. False (logged) when the broker is unreachable."""
+def send(task_name: str, *args: Any, countdown: float | None = None) -> bool:
+    """Send the task now (to run after ``countdown`` seconds when given). False (logged) when the broker is
+    unreachable."""
     task = task_named(task_name)
     try:
-        task.apply_async(args=args)
+        task.apply_async(args=args, countdown=countdown)
     except BROKER_ERRORS as error:
         log.warning("broker unreachable; %s%s not sent: %s", task_name, args, error)
         return False

@@ -1,5 +1,5 @@
 """The one source of truth: projects, examples, append-only annotations, model versions, scores,
-the review queue, jobs and drift windows.
+the review queue, jobs, drift windows and webhooks.
 
 Writes go through ``annotator.services``; reads through ``annotator.selectors``.
 """
@@ -7,6 +7,7 @@ Writes go through ``annotator.services``; reads through ``annotator.selectors``.
 from __future__ import annotations
 
 import copy
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -60,6 +61,9 @@ class Project(models.Model):
     # What the last queue rebuild decided (the effective mix after the adaptive suspect share, the query
     # strategy, cold start); leases draw reasons in proportion to this mix. Written by the rebuild only.
     queue_state = models.JSONField(default=dict, blank=True)
+    # When the pending queue fell below the ``webhook_queue_low`` setting (the ``queue.low`` webhook fired
+    # then); null while it is at or above it. One crossing fires once (services.webhooks.queue_low_check).
+    queue_low_at = models.DateTimeField(null=True, blank=True)
     members = models.ManyToManyField(USER_MODEL, through="Membership", related_name="projects")
 
     class Meta:
@@ -385,4 +389,68 @@ class DriftWindow(models.Model):
         ordering = ["project", "-sequence"]
         constraints = [
             models.UniqueConstraint(fields=["project", "sequence"], name="drift_window_sequence_unique"),
+        ]
+
+
+class WebhookEvent(models.TextChoices):
+    """What a webhook endpoint can subscribe to (docs/webhooks.md documents each body's ``data``)."""
+
+    JOB_FINISHED = "job.finished", "A job finished"
+    JOB_FAILED = "job.failed", "A job failed"
+    VERSION_PROMOTED = "version.promoted", "A model version was promoted"
+    DRIFT_ALERT = "drift.alert", "A drift window alerted"
+    QUEUE_LOW = "queue.low", "The queue is running low"
+
+
+class WebhookEndpoint(models.Model):
+    """A URL of a project's that is told about the events it chose. The secret signs every body; it is
+    shown to an admin when the endpoint is made (or the secret rotated) and never again, nor logged."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.CharField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True, default="")
+    secret = models.CharField(max_length=100)
+    events = models.JSONField(default=list)  # WebhookEvent values
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or to be sent) to one endpoint, with the outcome of its last attempt."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        REFUSED = "refused", "Refused"  # the target resolved to an address the operator does not allow
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=50)
+    payload = models.JSONField()  # the body, sent as compact JSON with sorted keys
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    duration_ms = models.FloatField(null=True, blank=True)  # of the last attempt
+    redelivery_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When the next attempt is due; while an attempt runs, when it is given up as lost.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["endpoint", "-id"], name="webhook_delivery_log"),
+            models.Index(fields=["next_attempt_at"], name="webhook_delivery_due",
+                         condition=Q(status="pending")),
         ]

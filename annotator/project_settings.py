@@ -129,6 +129,9 @@ SETTINGS: tuple[Setting, ...] = (
             "one; `manual`: only people promote (the first version still serves).", choices=PROMOTION_POLICIES),
     Setting("max_length", "integer", 256, "Model input length: texts are truncated to this many tokens.",
             low=8, high=8192),
+    Setting("webhook_queue_low", "integer", 20,
+            "Webhooks subscribed to `queue.low` are told when the pending queue falls below this many items "
+            "(once per crossing); 0 turns it off.", low=0, high=1_000_000),
     Setting("guidelines", "text", "", "Labeling guidelines shown to annotators on the annotate page.",
             max_chars=GUIDELINES_MAX),
 )

@@ -219,6 +219,21 @@ CELERY_BEAT_SCHEDULE_FILENAME = os.environ.get("CELERY_BEAT_SCHEDULE_FILENAME",
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
 
+# --- Webhooks (docs/webhooks.md) ----------------------------------------------------------------------
+# Targets that resolve to loopback, private, link-local or otherwise non-public addresses are refused (at
+# save and again right before each send, on the resolved address the request then connects to) unless the
+# operator allows them: WEBHOOK_ALLOW_PRIVATE=1 allows every such address, WEBHOOK_ALLOWED_NETWORKS a list of
+# CIDRs (e.g. "10.20.0.0/16,fd00::/8"). Multicast, unspecified and reserved addresses are always refused.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", "")
+WEBHOOK_CONNECT_TIMEOUT = float(os.environ.get("WEBHOOK_CONNECT_TIMEOUT", 3))
+WEBHOOK_READ_TIMEOUT = float(os.environ.get("WEBHOOK_READ_TIMEOUT", 5))
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", 5))
+# Attempt n+1 waits WEBHOOK_RETRY_BASE_SECONDS * 2**(n-1) (10, 20, 40, 80 s), or longer when the receiver's
+# Retry-After asks for it, never more than WEBHOOK_RETRY_MAX_SECONDS.
+WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", 10))
+WEBHOOK_RETRY_MAX_SECONDS = float(os.environ.get("WEBHOOK_RETRY_MAX_SECONDS", 3600))
+
 # --- Security in production -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True

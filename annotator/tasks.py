@@ -100,6 +100,14 @@ def check_drift(project_id: int) -> None:
     drift_check(project_id)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def deliver_webhook(delivery_id: int) -> None:
+    """One attempt at a webhook delivery; a retry is sent again with its backoff by the service."""
+    from annotator.services.webhook_delivery import delivery_attempt
+
+    delivery_attempt(delivery_id)
+
+
 # Not acks_late: a sweep lost with its worker is not worth delivering again, the next beat sends another.
 @shared_task(acks_late=False, reject_on_worker_lost=False)
 def sweep_jobs() -> int:

@@ -47,3 +47,17 @@ urlpatterns += [
          name="api-noise-conflicts-settle"),
     path("projects/<int:project_id>/health/", health.ProjectHealthApi.as_view(), name="api-project-health"),
 ]
+
+from annotator.api import webhooks  # noqa: E402
+
+W = "projects/<int:project_id>/webhooks/"
+urlpatterns += [
+    path(W, webhooks.ProjectWebhooksApi.as_view(), name="api-webhooks"),
+    path(W + "<int:webhook_id>/", webhooks.WebhookDetailApi.as_view(), name="api-webhook"),
+    path(W + "<int:webhook_id>/rotate-secret/", webhooks.WebhookSecretRotateApi.as_view(),
+         name="api-webhook-rotate-secret"),
+    path(W + "<int:webhook_id>/test/", webhooks.WebhookTestApi.as_view(), name="api-webhook-test"),
+    path(W + "<int:webhook_id>/deliveries/", webhooks.WebhookDeliveriesApi.as_view(), name="api-webhook-deliveries"),
+    path(W + "<int:webhook_id>/deliveries/<int:delivery_id>/redeliver/", webhooks.WebhookRedeliverApi.as_view(),
+         name="api-webhook-redeliver"),
+]

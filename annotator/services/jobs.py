@@ -21,6 +21,7 @@ from django.utils import timezone
 from annotator import metrics
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Job, Project
+from annotator.services.webhooks import job_event
 
 log = logging.getLogger(__name__)
 LOG_TAIL_CHARS = 20_000
@@ -125,6 +126,8 @@ def _finish(job: Job, status: str, *, message: str = "", result: dict | None = N
     if job.started_at:
         job.timings = {**job.timings, "total_s": round((job.finished_at - job.started_at).total_seconds(), 3)}
     job.save()
+    # In the caller's transaction: the event is sent only if the job's end commits.
+    job_event(job)
     # Observed once: every caller holds the job row's lock and finishes only a job that was not finished.
     metrics.job_observe(kind=job.kind, status=status, timings=job.timings)
 

@@ -26,6 +26,7 @@ from annotator.selectors.projects import project_labels
 from annotator.services.evaluation import HOLDOUT_FILE, label_matrix
 from annotator.services.jobs import job_create
 from annotator.services.jsonable import jsonable
+from annotator.services.webhooks import version_promoted_event
 from annotator.serving import predictor_for, version_dir
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def model_promote(*, version: ModelVersion, reason: str) -> ModelVersion:
         version.comparison = {**version.comparison,
                               "history": [*version.comparison.get("history", []), entry]}
         version.save(update_fields=["promoted_at", "comparison"])
+        version_promoted_event(version, reason=reason, replaced=replaced)
     version.project = project
     return version
 

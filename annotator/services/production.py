@@ -21,6 +21,7 @@ from annotator.services.examples import examples_import
 from annotator.services.jsonable import jsonable
 from annotator.services.queue import queue_add_many
 from annotator.services.scoring import save_scores, score_rows
+from annotator.services.webhooks import drift_alert_event
 from annotator.serving import predictor_for
 from annotator.text import unicode_problem
 
@@ -236,6 +237,7 @@ def _window_save(project: Project, version: ModelVersion, sequence: int, window:
             alert=result.alert,
             reasons=result.reasons, actions=actions,
         )
+        drift_alert_event(row, version)
     if row.alert:
         metrics.DRIFT_ALERTS.inc()
     return row, chosen

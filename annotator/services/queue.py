@@ -23,6 +23,7 @@ from annotator.errors import Conflict, InvalidInput, NotFound
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Membership, Project, QueueItem
 from annotator.services.annotations import annotation_create, labels_from_payload
 from annotator.services.bulk import allocate_ids
+from annotator.services.webhooks import queue_low_check
 
 MAX_LEASE_BATCH = 100
 # A skipped item is not offered to the same annotator again for this long.
@@ -134,6 +135,7 @@ def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> lis
             item.lease_expires_at = expires
         QueueItem.objects.filter(id__in=[item.id for item in items]).update(
             status=QueueItem.Status.LEASED, leased_by=user, lease_expires_at=expires)
+    queue_low_check(project=project)
     return items
 
 

@@ -39,6 +39,7 @@ from annotator.services.jobs import Heartbeat, job_create, job_fail, job_finish,
 from annotator.services.pool_embeddings import load_pool_embeddings
 from annotator.services.queue import REASONS, queue_add_many
 from annotator.services.stability import version_stability_update
+from annotator.services.webhooks import queue_low_check
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def _rebuild(train_job_id: int, rebuild_job: Job) -> None:
         job_finish(train_job.pk, Job.Status.SUCCEEDED, result=result,
                    message=f"v{version.number} trained{' and promoted' if result.get('promoted') else ''}; "
                            f"queue: {sum(created.values())} items")
+    queue_low_check(project=project)  # a full queue again: the next fall below the threshold is reported
 
 
 Item = tuple[int, float, str]  # example id, priority (orders items within a reason), explanation

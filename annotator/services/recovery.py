@@ -19,6 +19,7 @@ from annotator import dispatch
 from annotator.models import DriftWindow, Example, Job, ModelVersion, Project, Source
 from annotator.services.jobs import MAX_ATTEMPTS, job_finish, stale_before
 from annotator.services.scoring import conclude_scoring, finish_scoring
+from annotator.services.webhook_delivery import deliveries_recover
 
 
 def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
@@ -31,7 +32,8 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
       or, when every chunk is done (its worker died while closing it), is closed and the rebuild sent;
     - a train job whose scoring finished but whose promotion was never decided gets it decided (then the rebuild
       sent), and one whose queue rebuild never ran gets the rebuild sent;
-    - a project with a full window of production samples that no drift check measured gets one sent.
+    - a project with a full window of production samples that no drift check measured gets one sent;
+    - a webhook delivery well past its due time (its task was lost) is sent again.
     """
     sent = 0
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
@@ -88,7 +90,7 @@ def jobs_recover(*, older_than_seconds: float = 5.0) -> int:
                 sent += 1
             else:
                 _release(job)
-    return sent + _drift_catch_up(cutoff)
+    return sent + _drift_catch_up(cutoff) + deliveries_recover()
 
 
 def _claim(job: Job, **changes: Any) -> bool:

@@ -43,6 +43,8 @@ INT_SETTINGS = (
     ("drift_window_size", "Drift window (samples)", "Production samples per drift window."),
     ("max_text_chars", "Longest text (characters)", "Longer texts are refused at import."),
     ("max_length", "Model input (tokens)", "Texts are truncated to this many tokens."),
+    ("webhook_queue_low", "Queue low alert (pending items)",
+     "Webhooks hear queue.low when pending items fall below this; 0 turns it off."),
 )
 
 

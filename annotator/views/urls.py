@@ -34,3 +34,15 @@ urlpatterns += [
     path(P + "review/conflicts/settle/", review.conflicts_settle, name="review-conflicts-settle"),
     path(P + "review/health/", review.data_health, name="review-health"),
 ]
+
+from annotator.views import webhooks  # noqa: E402
+
+urlpatterns += [
+    path(P + "webhooks/", webhooks.webhooks, name="webhooks"),
+    path(P + "webhooks/<int:webhook_id>/update/", webhooks.webhook_update, name="webhook-update"),
+    path(P + "webhooks/<int:webhook_id>/delete/", webhooks.webhook_delete, name="webhook-delete"),
+    path(P + "webhooks/<int:webhook_id>/test/", webhooks.webhook_test, name="webhook-test"),
+    path(P + "webhooks/<int:webhook_id>/rotate-secret/", webhooks.webhook_rotate_secret, name="webhook-rotate-secret"),
+    path(P + "webhooks/deliveries/<int:delivery_id>/redeliver/", webhooks.webhook_redeliver,
+         name="webhook-redeliver"),
+]

@@ -38,7 +38,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from annotator.models import ExampleScore, Job, QueueItem, Role
+from annotator.models import ExampleScore, Job, QueueItem, Role, WebhookDelivery, WebhookEndpoint
 from annotator.services.queue import queue_add, queue_lease
 from tests.annotator.health_rows import health_examples, health_version
 from tests.annotator.openapi import strict_answers
@@ -104,6 +104,9 @@ def world(in_process_requests, make_user, make_project, make_examples, annotate)
         example.save(update_fields=["latest_score"])
     factories.drift_windows(project, 2, version=version)
     health_version(project, health_examples(project, admin))
+    hook = WebhookEndpoint.objects.create(project=project, url="https://93.184.216.34/hook", secret="whsec_x",
+                                          events=["job.failed"], created_by=admin)
+    delivery = WebhookDelivery.objects.create(endpoint=hook, event="ping", payload={"id": "x", "data": {}})
     token, _ = Token.objects.get_or_create(user=admin)
     return {
         "token": token.key,
@@ -114,6 +117,8 @@ def world(in_process_requests, make_user, make_project, make_examples, annotate)
             "item_id": queue_lease(project=project, user=admin, n=1)[0].id,
             "job_id": job.id,
             "model_id": version.id,
+            "webhook_id": hook.id,
+            "delivery_id": delivery.id,
         },
     }
 

@@ -71,6 +71,13 @@ def workers(django_db_setup: None, django_db_blocker: Any, loop_dirs: dict[str, 
         "JOB_HEARTBEAT_SECONDS": "2",
         "JOB_STALE_SECONDS": "15",
         "PYTHONUNBUFFERED": "1",
+        # Webhook tests deliver to a receiver on 127.0.0.1, with short timeouts and backoff (production: 3 s,
+        # 5 s, 10 s).
+        "WEBHOOK_ALLOW_PRIVATE": "1",
+        "WEBHOOK_CONNECT_TIMEOUT": "1",
+        "WEBHOOK_READ_TIMEOUT": "1",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0.3",
+        "WEBHOOK_MAX_ATTEMPTS": "5",
     }
     shared_paths = override_settings(ARTIFACT_DIR=loop_dirs["artifacts"],
                                      EMBEDDING_CACHE_DIR=loop_dirs["embeddings"])

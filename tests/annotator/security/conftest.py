@@ -29,6 +29,8 @@ from annotator.models import (
     Project,
     QueueItem,
     Role,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from annotator.services.examples import examples_import
 from annotator.services.projects import member_set, project_create
@@ -52,6 +54,9 @@ class World:
     other_model: int  # a ready version of the outsider's project
     job: int  # a queued training job: starting another is a 409
     model: int  # a ready, not promoted version
+    webhook: int  # a webhook endpoint of the project
+    delivery: int  # a delivery of that endpoint
+    other_webhook: int  # a webhook endpoint of the outsider's project
 
     def ids(self, role: str) -> dict[str, Any]:
         """Path values for ``role``: its own lease and answer, and someone else's."""
@@ -62,6 +67,7 @@ class World:
             "own_answer": self.answer.get(role, self.answer["annotator"]),
             "others_answer": self.answer[someone_else],
             "q_item": self.other_item, "q_model": self.other_model, "job": self.job, "model": self.model,
+            "hook": self.webhook, "delivery": self.delivery, "q_hook": self.other_webhook,
         }
 
 
@@ -109,11 +115,17 @@ def _build(users: dict[str, Any]) -> World:
 
     job = Job.objects.create(project=project, kind=Job.Kind.TRAIN)
     model = ModelVersion.objects.create(project=project, number=1, status=ModelVersion.Status.READY)
+    hook = WebhookEndpoint.objects.create(project=project, url="https://93.184.216.34/hook", secret="whsec_world",
+                                          events=["job.failed"], created_by=alice)
+    delivery = WebhookDelivery.objects.create(endpoint=hook, event="ping", payload={"data": {}},
+                                              status=WebhookDelivery.Status.DELIVERED, attempts=1)
+    their_hook = WebhookEndpoint.objects.create(project=theirs, url="https://93.184.216.34/theirs", secret="s",
+                                                events=["queue.low"], created_by=oscar)
     return World(
         project=project.id, other_project=theirs.id, example=example,
         work_example=QueueItem.objects.get(pk=lease["annotator"]).example_id,
         lease=lease, answer=answer, other_item=their_item.id, other_model=their_model.id,
-        job=job.id, model=model.id,
+        job=job.id, model=model.id, webhook=hook.id, delivery=delivery.id, other_webhook=their_hook.id,
     )
 
 
@@ -157,6 +169,8 @@ def snapshot() -> tuple[Any, ...]:
         list(ModelVersion.objects.order_by("id").values_list("id", "status", "promoted_at")),
         sorted(Token.objects.values_list("user__username", "key")),
         list(get_user_model().objects.order_by("id").values_list("id", "username", "is_staff", "is_active")),
+        list(WebhookEndpoint.objects.order_by("id").values_list("id", "url", "events", "active", "secret")),
+        list(WebhookDelivery.objects.order_by("id").values_list("id", "endpoint_id", "status")),
     )
 
 

@@ -40,6 +40,7 @@ def everyone(status: int) -> dict[str, int]:
 # Shorthands for the common shapes of a project-scoped endpoint.
 MEMBERS_OK = by_role(200, 200, 200, 404, 401)
 REVIEWERS_OK = by_role(200, 200, 403, 404, 401)
+ADMINS_OK = by_role(200, 403, 403, 404, 401)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,25 @@ CASES = [
          REVIEWERS_OK, body=lambda name, ids: {"example_ids": [ids["x"]], "label": "positive"}, writes=True),
     Case(P + "health/", "get", "/api/v1/projects/{p}/health/", REVIEWERS_OK),
     Case(P + "drift/", "get", "/api/v1/projects/{p}/drift/", REVIEWERS_OK),
+    Case(P + "webhooks/", "get", "/api/v1/projects/{p}/webhooks/", ADMINS_OK),
+    Case(P + "webhooks/", "post", "/api/v1/projects/{p}/webhooks/", by_role(201, 403, 403, 404, 401),
+         body={"url": "https://93.184.216.34/new", "events": ["queue.low"]}, writes=True),
+    Case(P + "webhooks/<int:webhook_id>/", "get", "/api/v1/projects/{p}/webhooks/{hook}/", ADMINS_OK),
+    Case(P + "webhooks/<int:webhook_id>/", "get", "/api/v1/projects/{p}/webhooks/{q_hook}/",
+         by_role(404, 403, 403, 404, 401), variant="an endpoint of another project"),
+    Case(P + "webhooks/<int:webhook_id>/", "patch", "/api/v1/projects/{p}/webhooks/{hook}/", ADMINS_OK,
+         body={"active": False}, writes=True),
+    Case(P + "webhooks/<int:webhook_id>/", "delete", "/api/v1/projects/{p}/webhooks/{hook}/",
+         by_role(204, 403, 403, 404, 401), writes=True),
+    Case(P + "webhooks/<int:webhook_id>/rotate-secret/", "post", "/api/v1/projects/{p}/webhooks/{hook}/rotate-secret/",
+         ADMINS_OK, writes=True),
+    Case(P + "webhooks/<int:webhook_id>/test/", "post", "/api/v1/projects/{p}/webhooks/{hook}/test/",
+         by_role(202, 403, 403, 404, 401), writes=True),
+    Case(P + "webhooks/<int:webhook_id>/deliveries/", "get", "/api/v1/projects/{p}/webhooks/{hook}/deliveries/",
+         ADMINS_OK),
+    Case(P + "webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/redeliver/", "post",
+         "/api/v1/projects/{p}/webhooks/{hook}/deliveries/{delivery}/redeliver/", by_role(202, 403, 403, 404, 401),
+         writes=True),
     Case("api/schema/", "get", "/api/schema/", everyone(200)),
     Case("api/docs/", "get", "/api/docs/", everyone(200)),
 ]
@@ -217,7 +237,8 @@ def test_methods_an_endpoint_does_not_serve_are_405_and_write_nothing(world: Wor
             continue
         path = "/" + route
         for converter, key in (("<int:project_id>", "p"), ("<int:example_id>", "x"), ("<int:item_id>", "own_item"),
-                               ("<int:job_id>", "job"), ("<int:model_id>", "model")):
+                               ("<int:job_id>", "job"), ("<int:model_id>", "model"), ("<int:webhook_id>", "hook"),
+                               ("<int:delivery_id>", "delivery")):
             path = path.replace(converter, str(ids[key]))
         # DRF checks permissions before the method: where the admin is refused outright, that answer comes first.
         allowed = {405} | {c.expected["admin"] for c in CASES if c.route == route and c.expected["admin"] == 403}

@@ -33,6 +33,7 @@ def by_role(admin: Any, reviewer: Any, annotator: Any, outsider: Any, anonymous:
 
 MEMBERS_OK = by_role(200, 200, 200, 404)
 REVIEWERS_OK = by_role(200, 200, 404, 404)
+ADMINS_OK = by_role(200, 404, 404, 404)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,23 @@ PAGES = [
     Page(PR + "import/", "get", "import", ("p",), REVIEWERS_OK),
     Page(PR + "import/", "post", "import", ("p",), by_role(422, 422, 404, 404), variant="no file"),
     Page(PR + "export/", "get", "export", ("p",), REVIEWERS_OK),
+    Page(PR + "webhooks/", "get", "webhooks", ("p",), ADMINS_OK),
+    Page(PR + "webhooks/", "post", "webhooks", ("p",), by_role(200, 404, 404, 404),
+         data={"url": "https://93.184.216.34/new", "events": ["job.failed"]}, writes=True),
+    Page(PR + "webhooks/", "post", "webhooks", ("p",), by_role(422, 404, 404, 404),
+         data={"url": "http://127.0.0.1/admin", "events": ["job.failed"]}, variant="a loopback target"),
+    Page(PR + "webhooks/<int:webhook_id>/update/", "post", "webhook-update", ("p", "hook"),
+         by_role(302, 404, 404, 404), data={"events": ["queue.low"], "active": "on"}, writes=True),
+    Page(PR + "webhooks/<int:webhook_id>/update/", "post", "webhook-update", ("p", "q_hook"),
+         by_role(404, 404, 404, 404), data={"events": ["queue.low"]}, variant="an endpoint of another project"),
+    Page(PR + "webhooks/<int:webhook_id>/delete/", "post", "webhook-delete", ("p", "hook"),
+         by_role(302, 404, 404, 404), writes=True),
+    Page(PR + "webhooks/<int:webhook_id>/test/", "post", "webhook-test", ("p", "hook"),
+         by_role(302, 404, 404, 404), writes=True),
+    Page(PR + "webhooks/<int:webhook_id>/rotate-secret/", "post", "webhook-rotate-secret", ("p", "hook"),
+         by_role(200, 404, 404, 404), writes=True),
+    Page(PR + "webhooks/deliveries/<int:delivery_id>/redeliver/", "post", "webhook-redeliver", ("p", "delivery"),
+         by_role(302, 404, 404, 404), writes=True),
 ]
 
 

@@ -116,7 +116,7 @@ def test_a_reviewer_cannot_change_settings(project, reviewer, page_client):
 def _settings_form(project: Project, **changes) -> dict:
     form = {name: project.setting(name) for name in (
         "overlap", "lease_seconds", "retrain_after_labels", "queue_size", "drift_window_size", "max_text_chars",
-        "max_length", "guidelines", "train_mode")}
+        "max_length", "webhook_queue_low", "guidelines", "train_mode")}
     form.update({f"mix_{k}": v for k, v in project.setting("queue_mix").items()})
     form["show_suggestions"] = "on"
     for key, value in changes.items():

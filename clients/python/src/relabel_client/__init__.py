@@ -24,6 +24,7 @@ from relabel_client.errors import (
     Unavailable,
 )
 from relabel_client.retry import RetryPolicy
+from relabel_client.webhooks import verify_webhook
 
 __version__ = "0.1.0"
 
@@ -44,4 +45,5 @@ __all__ = [
     "TransportError",
     "Unauthenticated",
     "Unavailable",
+    "verify_webhook",
 ]

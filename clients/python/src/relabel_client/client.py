@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from relabel_client.loop import LoopEndpoints
 from relabel_client.projects import ProjectEndpoints
+from relabel_client.webhooks import WebhookEndpoints
 
 __all__ = ["Client"]
 
 
-class Client(ProjectEndpoints, LoopEndpoints):
+class Client(ProjectEndpoints, LoopEndpoints, WebhookEndpoints):
     """A session with one Relabel server.
 
     Parameters
@@ -26,5 +27,6 @@ class Client(ProjectEndpoints, LoopEndpoints):
 
     The methods live by concern: the transport (requests, retries, authentication, pages) in
     :mod:`relabel_client.transport`, projects, examples and samples in :mod:`relabel_client.projects`, and the
-    queue, jobs, models, noise, health and drift in :mod:`relabel_client.loop`.
+    queue, jobs, models, noise, health and drift in :mod:`relabel_client.loop`, webhooks in
+    :mod:`relabel_client.webhooks`.
     """
