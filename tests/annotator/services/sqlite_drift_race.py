@@ -48,7 +48,7 @@ class SlowPredictor:
     def __init__(self) -> None:
         self.checking = threading.Event()  # set once a drift check is in inference
 
-    def predict(self, texts: list[str], with_token_stats: bool = True) -> Prediction:
+    def predict(self, texts: list[str], with_token_stats: bool = True, cache: Any = None) -> Prediction:
         if with_token_stats:  # only drift checks ask for token statistics
             self.checking.set()
             time.sleep(PREDICT_SECONDS)

@@ -4,7 +4,7 @@ and the most frequent answer wins, the most recent one breaking ties."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from annotator.models import AnnotationKind, Example
@@ -108,6 +108,7 @@ answer = st.tuples(
 )
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])  # a busy CI machine must not fail a property
 @given(st.lists(answer, min_size=1, max_size=30))
 def test_the_label_is_always_someones_latest_answer_or_the_latest_review(answers):
     history = votes(*answers)
@@ -124,6 +125,7 @@ def test_the_label_is_always_someones_latest_answer_or_the_latest_review(answers
         assert sum(v.labels == labels for v in latest.values()) == max(tally)
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(answer.filter(lambda a: a[1] != REVIEW), min_size=1, max_size=30))
 def test_renaming_users_does_not_change_the_label(answers):
     renamed = [(10 - user, kind, label) for user, kind, label in answers]
