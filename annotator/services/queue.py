@@ -118,18 +118,19 @@ def _member_sql(vendor: str) -> str:
 @functools.cache
 def _lease_sql(vendor: str, overlap: bool) -> str:
     """One statement for every row a lease may take, each part locked row by row (SKIP LOCKED) and marked
-    by its last column: the caller's live leases ('held', up to n), expired leases ('expired', up to 2n) and
-    each reason's best pending items (up to 2n each, straight from the (project, status, reason, -priority,
-    id) index). Examples the caller holds a live lease on are left out, and with overlap, examples they
-    answered."""
+    by its last column: the caller's live leases ('held', up to n), expired leases ('expired') and each
+    reason's best pending items (straight from the (project, status, reason, -priority, id) index), up to 3n
+    each: the 2 * (n - held) a draw looks at once the held examples are left out. With overlap, examples the
+    caller holds a live lease on or answered are left out here."""
     q, cols, skip = db.table(QueueItem), db.columns("q", _ITEM_FIELDS), db.lock(skip_locked=True)
     order = "ORDER BY q.priority DESC, q.id"
-    live = (f"SELECT l.example_id FROM {q} l WHERE l.project_id = %(project)s AND l.status = %(leased)s "
-            "AND l.leased_by_id = %(user)s AND l.lease_expires_at >= %(now)s")
     available = ("q.project_id = %(project)s AND (q.skipped_by_id IS NULL OR q.skipped_by_id <> %(user)s "
-                 f"OR q.skipped_at IS NULL OR q.skipped_at < %(cooldown)s) AND q.example_id NOT IN ({live})")
+                 "OR q.skipped_at IS NULL OR q.skipped_at < %(cooldown)s)")
     if overlap:
-        available += (f" AND NOT EXISTS (SELECT 1 FROM {db.table(Annotation)} a WHERE a.example_id = q.example_id "
+        # With overlap, one annotator still answers each example once.
+        available += (f" AND q.example_id NOT IN (SELECT l.example_id FROM {q} l WHERE l.project_id = %(project)s "
+                      "AND l.status = %(leased)s AND l.leased_by_id = %(user)s AND l.lease_expires_at >= %(now)s) "
+                      f"AND NOT EXISTS (SELECT 1 FROM {db.table(Annotation)} a WHERE a.example_id = q.example_id "
                       "AND a.user_id = %(user)s)")
     parts = [
         f"SELECT {cols}, 'held' FROM {q} q WHERE q.project_id = %(project)s AND q.status = %(leased)s AND "
@@ -149,7 +150,7 @@ def _lease_locked(project: Project, user: AbstractBaseUser, n: int) -> list[Queu
     adapt = connection.ops.adapt_datetimefield_value
     rows = db.fetch(_lease_sql(connection.vendor, int(project.setting("overlap")) > 1), {
         "project": project.pk, "user": user.pk, "now": adapt(now), "cooldown": adapt(now - SKIP_COOLDOWN),
-        "leased": QueueItem.Status.LEASED, "pending": QueueItem.Status.PENDING, "n": n, "k": 2 * n,
+        "leased": QueueItem.Status.LEASED, "pending": QueueItem.Status.PENDING, "n": n, "k": 3 * n,
     }, (*_ITEM_FIELDS, None))
     parts: dict[str, list[QueueItem]] = {}
     for row in rows:
@@ -158,15 +159,19 @@ def _lease_locked(project: Project, user: AbstractBaseUser, n: int) -> list[Queu
     fresh: list[QueueItem] = []
     if len(held) < n:
         want = n - len(held)
+        seen_examples = {item.example_id for item in held}
+
+        def best(part: str) -> list[QueueItem]:
+            return [item for item in parts.get(part, []) if item.example_id not in seen_examples][: want * 2]
+
         # An expired lease is up for grabs like a pending item, and only the ones this lease takes change
         # hands: releasing all of them first would wait on every row another lease or a submit holds.
-        expired = parts.get("expired", [])[: want * 2]
-        seen_examples = {item.example_id for item in held}
+        expired = best("expired")
         by_reason: dict[str, list[QueueItem]] = {}
         for reason in REASONS:
-            candidates = [*parts.get(reason, [])[: want * 2], *(item for item in expired if item.reason == reason)]
+            candidates = [*best(reason), *(item for item in expired if item.reason == reason)]
             candidates.sort(key=lambda item: (-item.priority, item.id))
-            by_reason[reason] = [item for item in candidates[: want * 2] if item.example_id not in seen_examples]
+            by_reason[reason] = candidates[: want * 2]
         taken_examples: set[int] = set(seen_examples)
         cursor = dict.fromkeys(REASONS, 0)
         for reason in interleave(lease_mix(project), {r: len(v) for r, v in by_reason.items()}, want * 2):
