@@ -15,8 +15,8 @@ Label Studio is installed from PyPI into its own virtualenv, ``var/labelstudio-v
   ``var/labelstudio-data-sqlite``), the same user options, log level WARNING.
 
 Both authenticate with a fixed legacy token (``Authorization: Token ...``). Ours: gunicorn ``annotator.wsgi``
-with the repository's ``gunicorn.conf.py`` (WEB_CONCURRENCY = --workers), against a re-created PostgreSQL
-database (BENCH_DATABASE_URL), DEBUG=0.
+(sync workers, WEB_CONCURRENCY = --workers), against a re-created PostgreSQL database (BENCH_DATABASE_URL),
+DEBUG=0.
 
 Workload, the same texts to all three (BBC news articles repeated to --rows, each copy numbered, unique ids):
 1. import through the API, bodies encoded before the clock starts (ours: POST /api/v1/projects/{id}/examples/
@@ -291,9 +291,8 @@ def report(args: argparse.Namespace, ls_version: str, result: dict[str, dict[str
         f"servers pair by pair. {args.clients} clients: {args.clients} annotators at once, each running "
         f"{args.client_pairs} pairs back to back, one server at a time in two rounds that alternate the servers "
         "(after one untimed pair per client). Every click opens a new connection (Connection: close). Ours and "
-        f"Label Studio under gunicorn: gunicorn {GUNICORN_VERSION}, {args.workers} workers (ours: the "
-        "repository's gunicorn.conf.py with WEB_CONCURRENCY="
-        f"{args.workers}; Label Studio: -w {args.workers}, sync), PostgreSQL, DEBUG off, loopback. Label Studio "
+        f"Label Studio under gunicorn: gunicorn {GUNICORN_VERSION}, {args.workers} sync workers, PostgreSQL, "
+        "DEBUG off, loopback. Label Studio "
         "as shipped: `label-studio start` (Django's development server, a thread per request, SQLite), "
         f"log level WARNING. Label Studio {ls_version} from PyPI in its own virtualenv (var/labelstudio-venv), "
         f"Community edition: synchronous JSON-list import ({ls_batch:,} rows per request), legacy token auth, "

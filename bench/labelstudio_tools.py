@@ -141,7 +141,6 @@ class Ours:
         from django.contrib.auth import get_user_model
 
         get_user_model().objects.create_superuser("bench", "", "bench-password")
-        # gunicorn.conf.py in the repository root sets the rest, as in production (docs/deploy.md).
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "annotator.wsgi", "-b", f"127.0.0.1:{port}", "--timeout", "600",
              "--log-level", "warning"], cwd=ROOT, env=env)
