@@ -178,8 +178,7 @@ def annotation_create(
     """
     if not isinstance(note, str) or len(note) > 5000:
         raise InvalidInput([{"field": "note", "message": "note must be a string of at most 5,000 characters"}])
-    # No savepoint when called inside a transaction (queue_submit): an error here ends that one too.
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         if kind is None:
             kind = AnnotationKind.RELABEL if example.label_source else AnnotationKind.LABEL
         annotation = Annotation.objects.create(
