@@ -9,7 +9,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count
 from django.utils import timezone
 
-from annotator.models import Annotation, Example, Job, Project, QueueItem
+from annotator import db
+from annotator.models import Annotation, Example, ExampleScore, Job, Project, QueueItem
 
 # How a suspect item's explanation ends (``services.queue_policy`` writes it): naming the suggested label, or
 # not while suggestions are hidden.
@@ -68,21 +69,24 @@ def queue_items_shown(project: Project, items: list[QueueItem]) -> list[dict[str
     if not items:
         return []
     show = bool(project.setting("show_suggestions"))
-    examples = {e.id: e for e in Example.objects.filter(id__in=[i.example_id for i in items]).select_related(
-        "latest_score")}
+    rows = db.fetch(
+        f"SELECT {db.columns('e', _SHOWN_EXAMPLE)}, {db.columns('s', _SHOWN_SCORE)} FROM {db.table(Example)} e "
+        f"LEFT JOIN {db.table(ExampleScore)} s ON s.id = e.latest_score_id "
+        f"WHERE e.id IN ({', '.join(['%s'] * len(items))})",
+        [item.example_id for item in items], (*_SHOWN_EXAMPLE, *_SHOWN_SCORE))
+    examples = {row[0]: row for row in rows}
     out = []
     for item in items:
-        example = examples[item.example_id]
-        score = example.latest_score
+        example_id, external_id, text, source, metadata, score_id, predicted, confidence = examples[item.example_id]
         suggestion = None
-        if show and score is not None:
-            predicted = score.predicted or []
+        if show and score_id is not None:
+            predicted = predicted or []
             suggestion = {"label": predicted[0] if predicted else None, "labels": predicted,
-                          "confidence": round(score.confidence, 4)}
+                          "confidence": round(confidence, 4)}
         out.append({
             "id": item.id,
-            "example": {"id": example.id, "external_id": example.external_id, "text": example.text,
-                        "source": example.source, "metadata": example.metadata},
+            "example": {"id": example_id, "external_id": external_id, "text": text, "source": source,
+                        "metadata": metadata},
             "reason": item.reason,
             "explanation": explanation_shown(item.explanation, show_suggestions=show),
             "priority": round(item.priority, 6),
@@ -90,6 +94,12 @@ def queue_items_shown(project: Project, items: list[QueueItem]) -> list[dict[str
             "lease_expires_at": iso_time(item.lease_expires_at),
         })
     return out
+
+
+# What an annotator may read of a leased item's example, and the suggestion from its latest score (one
+# statement per lease: the click path, annotator/db.py).
+_SHOWN_EXAMPLE = db.fields_of(Example, "id", "external_id", "text", "source", "metadata")
+_SHOWN_SCORE = db.fields_of(ExampleScore, "id", "predicted", "confidence")
 
 
 def queue_item_in_project(project: Project, item_id: int) -> bool:

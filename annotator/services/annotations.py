@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 
+from annotator import db
 from annotator.db import in_chunks
 from annotator.errors import InvalidInput
-from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project
+from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, LabelClass, Project, QueueItem
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def label_map(project: Project) -> dict[str, int]:
     """Label name -> id, read once per project object (labels never change after creation)."""
     cached = getattr(project, "_label_map", None)
     if cached is None:
-        cached = dict(LabelClass.objects.filter(project=project).order_by("position").values_list("name", "id"))
+        cached = dict(db.fetch(f"SELECT name, id FROM {db.table(LabelClass)} WHERE project_id = %s ORDER BY position",
+                               [project.pk], [None, None]))
         project._label_map = cached  # type: ignore[attr-defined]
     return cached
 
@@ -198,18 +200,18 @@ def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> d
     # ones and insert their own (a unique violation when they agree, two labels on a single-label example
     # when they differ). FOR NO KEY UPDATE is the lock the UPDATE below takes anyway; unlike FOR UPDATE it
     # does not hold up other transactions' rows that reference these examples (scores, annotations).
-    for chunk in in_chunks(ids):
-        list(Example.objects.select_for_update(no_key=True).filter(id__in=chunk).order_by("id").values_list("id"))
-    votes = votes_of(ids)
+    # The lock's query reads the stored consensus too. Written as SQL (annotator/db.py): every answer to a
+    # queue item runs these statements.
+    examples, links_table = db.table(Example), db.table(ExampleLabel)
     consensus: dict[int, Any] = {}
     for chunk in in_chunks(ids):
-        consensus.update(
-            Example.objects.filter(id__in=chunk, consensus__isnull=False).values_list("id", "consensus"))
+        rows = db.fetch(f"SELECT id, consensus FROM {examples} WHERE id IN ({_marks(chunk)}) ORDER BY id "
+                        f"{db.lock(no_key=True)}", chunk, _CONSENSUS_FIELDS)
+        consensus.update((pk, value) for pk, value in rows if value is not None)
+    votes = votes_of(ids)
     known = label_map(project)
     agreeing = int(project.setting("overlap"))
-    for chunk in in_chunks(ids):
-        ExampleLabel.objects.filter(example_id__in=chunk).delete()
-    links = []
+    links: list[int] = []
     by_state: dict[tuple[str, int], list[int]] = defaultdict(list)
     sources: dict[int, str] = {}
     for example_id in ids:
@@ -217,21 +219,38 @@ def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> d
         sources[example_id] = source
         confirmations = settlement_from(votes.get(example_id, []), labels, agreeing_people=agreeing)
         by_state[(source, confirmations)].append(example_id)
-        links.extend(ExampleLabel(example_id=example_id, label_id=known[name]) for name in labels if name in known)
-    ExampleLabel.objects.bulk_create(links)
-    for (source, confirmations), members in by_state.items():
-        for chunk in in_chunks(members):
-            Example.objects.filter(id__in=chunk).update(
-                label_source=source, settled=confirmations > 0, confirmations=min(confirmations, 32767))
+        links.extend(value for name in labels if name in known for value in (example_id, known[name]))
+    with connection.cursor() as cursor:
+        for chunk in in_chunks(ids):
+            cursor.execute(f"DELETE FROM {links_table} WHERE example_id IN ({_marks(chunk)})", chunk)
+        for chunk in in_chunks(links):  # (example_id, label_id) pairs, flat; the chunk size is even
+            cursor.execute(f"INSERT INTO {links_table} (example_id, label_id) VALUES "
+                           + ", ".join(["(%s, %s)"] * (len(chunk) // 2)), chunk)
+        for (source, confirmations), members in by_state.items():
+            for chunk in in_chunks(members):
+                cursor.execute(f"UPDATE {examples} SET label_source = %s, settled = %s, confirmations = %s "
+                               f"WHERE id IN ({_marks(chunk)})",
+                               [source, confirmations > 0, min(confirmations, 32767), *chunk])
     return sources
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+_CONSENSUS_FIELDS = db.fields_of(Example, "id", "consensus")
+_VOTE_FIELDS = (*db.fields_of(Annotation, "id", "example", "user", "kind", "labels"),
+                QueueItem._meta.get_field("reason"))
 
 
 def votes_of(example_ids: list[int]) -> dict[int, list[Vote]]:
     """Every annotation of these examples as a :class:`Vote`, by example."""
     votes: dict[int, list[Vote]] = defaultdict(list)
     for chunk in in_chunks(example_ids):
-        rows = Annotation.objects.filter(example_id__in=chunk).values_list(
-            "id", "example_id", "user_id", "kind", "labels", "queue_item__reason")
+        rows = db.fetch(
+            f"SELECT a.id, a.example_id, a.user_id, a.kind, a.labels, q.reason FROM {db.table(Annotation)} a "
+            f"LEFT JOIN {db.table(QueueItem)} q ON q.id = a.queue_item_id WHERE a.example_id IN ({_marks(chunk)}) "
+            "ORDER BY a.id", chunk, _VOTE_FIELDS)
         for annotation_id, example_id, user_id, kind, labels, reason in rows:
             votes[example_id].append(Vote(annotation_id, user_id, kind, tuple(labels), recheck=reason == "suspect"))
     return votes

@@ -11,13 +11,15 @@ example (one user's leases in a project take turns, on their membership row).
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from annotator import db
 from annotator.db import in_chunks, is_postgres
 from annotator.errors import Conflict, InvalidInput, NotFound
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Membership, Project, QueueItem
@@ -65,94 +67,170 @@ def lease_mix(project: Project) -> dict[str, float]:
     return {reason: float(mix.get(reason, 0.0)) for reason in REASONS}
 
 
+def _check_n(n: Any) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_LEASE_BATCH:
+        raise InvalidInput([{"field": "n", "message": f"n must be an integer from 1 to {MAX_LEASE_BATCH}"}])
+    return n
+
+
 def queue_lease(*, project: Project, user: AbstractBaseUser, n: int = 10) -> list[QueueItem]:
     """Lease up to ``n`` items to ``user`` (items they already hold first, renewed), the fresh ones drawn
     across reasons in proportion to the queue mix."""
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_LEASE_BATCH:
-        raise InvalidInput([{"field": "n", "message": f"n must be an integer from 1 to {MAX_LEASE_BATCH}"}])
-    now = timezone.now()
-    expires = now + timedelta(seconds=int(project.setting("lease_seconds")))
+    _check_n(n)
     with transaction.atomic():
         # One user's leases in one project run one at a time (a lock on their membership row): the second
         # then sees the items the first took. Without it, with overlap, the second would skip the slot the
         # first has locked and take the next slot of the same example.
-        list(Membership.objects.select_for_update(no_key=True).filter(project=project, user=user).values_list("id"))
-        held = list(
-            QueueItem.objects.select_for_update(skip_locked=True)
-            .filter(project=project, status=QueueItem.Status.LEASED, leased_by=user, lease_expires_at__gte=now)
-            .order_by("-priority", "id")[:n]
-        )
-        fresh: list[QueueItem] = []
-        if len(held) < n:
-            want = n - len(held)
-            available = (
-                QueueItem.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(project=project)
-                .exclude(example_id__in=[item.example_id for item in held])
-                .exclude(skipped_by=user, skipped_at__gte=now - SKIP_COOLDOWN)
-            )
-            if int(project.setting("overlap")) > 1:
-                # With overlap, one annotator still answers each example once.
-                available = available.exclude(example__annotations__user=user).exclude(
-                    example_id__in=QueueItem.objects.filter(
-                        project=project, leased_by=user, status=QueueItem.Status.LEASED, lease_expires_at__gte=now
-                    ).values("example_id")
-                )
-            pending = available.filter(status=QueueItem.Status.PENDING)
-            # An expired lease is up for grabs like a pending item, and only the ones this lease takes change
-            # hands: releasing all of them first would wait on every row another lease or a submit holds.
-            # They are far fewer than pending items, so one query serves every reason.
-            expired = list(
-                available.filter(status=QueueItem.Status.LEASED, lease_expires_at__lt=now)
-                .order_by("-priority", "id")[: want * 2]
-            )
-            # Each reason's best items straight from the (project, status, reason, -priority, id) index.
-            seen_examples = {item.example_id for item in held}
-            by_reason: dict[str, list[QueueItem]] = {}
-            for reason in REASONS:
-                candidates = [
-                    *pending.filter(reason=reason).order_by("-priority", "id")[: want * 2],
-                    *(item for item in expired if item.reason == reason),
-                ]
-                candidates.sort(key=lambda item: (-item.priority, item.id))
-                by_reason[reason] = [item for item in candidates[: want * 2] if item.example_id not in seen_examples]
-            taken_examples: set[int] = set(seen_examples)
-            cursor = dict.fromkeys(REASONS, 0)
-            for reason in interleave(lease_mix(project), {r: len(v) for r, v in by_reason.items()}, want * 2):
-                # Skip a second slot of an example already taken (it may sit under two reasons).
-                item = by_reason[reason][cursor[reason]]
-                cursor[reason] += 1
-                if item.example_id in taken_examples:
-                    continue
-                taken_examples.add(item.example_id)
-                fresh.append(item)
-                if len(fresh) == want:
-                    break
-        items = held + fresh
-        for item in items:
-            item.status = QueueItem.Status.LEASED
-            item.leased_by = user
-            item.lease_expires_at = expires
-        QueueItem.objects.filter(id__in=[item.id for item in items]).update(
-            status=QueueItem.Status.LEASED, leased_by=user, lease_expires_at=expires)
+        m = db.table(Membership)
+        db.fetch(f"SELECT m.id FROM {m} m WHERE m.project_id = %s AND m.user_id = %s {db.lock(no_key=True)}",
+                 [project.pk, user.pk], [None])
+        items = _lease_locked(project, user, n)
     queue_low_check(project=project)
     return items
 
 
+def queue_next(*, user: AbstractBaseUser, project_id: Any, n: int | None) -> tuple[Project, list[QueueItem]]:
+    """The API's lease: the membership check (404 for non-members, any role may lease), the project and the
+    lock on the caller's membership row in one statement, then :func:`queue_lease`'s draw. ``n`` None: the
+    client sent no integer (a 400, after the 404 a non-member gets)."""
+    try:
+        pk = int(project_id)
+    except (TypeError, ValueError):
+        raise NotFound("project not found") from None
+    with transaction.atomic():
+        rows = db.fetch(_member_sql(connection.vendor), [pk, user.pk], (_ROLE, *_PROJECT_FIELDS))
+        if not rows:
+            raise NotFound("project not found")
+        project = db.instance(Project, _PROJECT_FIELDS, rows[0][1:])
+        project._role_cache = {user.pk: rows[0][0]}  # type: ignore[attr-defined] - selectors.access.role_of
+        items = _lease_locked(project, user, _check_n(n))
+    queue_low_check(project=project)
+    return project, items
+
+
+_ROLE = Membership._meta.get_field("role")
+_PROJECT_FIELDS = db.fields_of(Project)
+_ITEM_FIELDS = db.fields_of(QueueItem)
+
+
+@functools.cache
+def _member_sql(vendor: str) -> str:
+    return (f"SELECT m.role, {db.columns('p', _PROJECT_FIELDS)} FROM {db.table(Membership)} m "
+            f"JOIN {db.table(Project)} p ON p.id = m.project_id WHERE m.project_id = %s AND m.user_id = %s "
+            f"{db.lock(of='m', no_key=True)}")
+
+
+@functools.cache
+def _lease_sql(vendor: str, overlap: bool) -> str:
+    """One statement for every row a lease may take, each part locked row by row (SKIP LOCKED) and marked
+    by its last column: the caller's live leases ('held', up to n), expired leases ('expired') and each
+    reason's best pending items (straight from the (project, status, reason, -priority, id) index), up to 3n
+    each: the 2 * (n - held) a draw looks at once the held examples are left out. With overlap, examples the
+    caller holds a live lease on or answered are left out here."""
+    q, cols, skip = db.table(QueueItem), db.columns("q", _ITEM_FIELDS), db.lock(skip_locked=True)
+    order = "ORDER BY q.priority DESC, q.id"
+    available = ("q.project_id = %(project)s AND (q.skipped_by_id IS NULL OR q.skipped_by_id <> %(user)s "
+                 "OR q.skipped_at IS NULL OR q.skipped_at < %(cooldown)s)")
+    if overlap:
+        # With overlap, one annotator still answers each example once.
+        available += (f" AND q.example_id NOT IN (SELECT l.example_id FROM {q} l WHERE l.project_id = %(project)s "
+                      "AND l.status = %(leased)s AND l.leased_by_id = %(user)s AND l.lease_expires_at >= %(now)s) "
+                      f"AND NOT EXISTS (SELECT 1 FROM {db.table(Annotation)} a WHERE a.example_id = q.example_id "
+                      "AND a.user_id = %(user)s)")
+    parts = [
+        f"SELECT {cols}, 'held' FROM {q} q WHERE q.project_id = %(project)s AND q.status = %(leased)s AND "
+        f"q.leased_by_id = %(user)s AND q.lease_expires_at >= %(now)s {order} LIMIT %(n)s {skip}",
+        f"SELECT {cols}, 'expired' FROM {q} q WHERE {available} AND q.status = %(leased)s AND "
+        f"q.lease_expires_at < %(now)s {order} LIMIT %(k)s {skip}",
+        *(f"SELECT {cols}, '{reason}' FROM {q} q WHERE {available} AND q.status = %(pending)s AND "
+          f"q.reason = '{reason}' {order} LIMIT %(k)s {skip}" for reason in REASONS),
+    ]
+    return " UNION ALL ".join(f"SELECT * FROM ({part}) AS part{i}" for i, part in enumerate(parts))
+
+
+def _lease_locked(project: Project, user: AbstractBaseUser, n: int) -> list[QueueItem]:
+    """The lease itself, inside the transaction that locked the caller's membership row."""
+    now = timezone.now()
+    expires = now + timedelta(seconds=int(project.setting("lease_seconds")))
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = db.fetch(_lease_sql(connection.vendor, int(project.setting("overlap")) > 1), {
+        "project": project.pk, "user": user.pk, "now": adapt(now), "cooldown": adapt(now - SKIP_COOLDOWN),
+        "leased": QueueItem.Status.LEASED, "pending": QueueItem.Status.PENDING, "n": n, "k": 3 * n,
+    }, (*_ITEM_FIELDS, None))
+    parts: dict[str, list[QueueItem]] = {}
+    for row in rows:
+        parts.setdefault(row[-1], []).append(db.instance(QueueItem, _ITEM_FIELDS, row[:-1]))
+    held = parts.get("held", [])
+    fresh: list[QueueItem] = []
+    if len(held) < n:
+        want = n - len(held)
+        seen_examples = {item.example_id for item in held}
+
+        def best(part: str) -> list[QueueItem]:
+            return [item for item in parts.get(part, []) if item.example_id not in seen_examples][: want * 2]
+
+        # An expired lease is up for grabs like a pending item, and only the ones this lease takes change
+        # hands: releasing all of them first would wait on every row another lease or a submit holds.
+        expired = best("expired")
+        by_reason: dict[str, list[QueueItem]] = {}
+        for reason in REASONS:
+            candidates = [*best(reason), *(item for item in expired if item.reason == reason)]
+            candidates.sort(key=lambda item: (-item.priority, item.id))
+            by_reason[reason] = candidates[: want * 2]
+        taken_examples: set[int] = set(seen_examples)
+        cursor = dict.fromkeys(REASONS, 0)
+        for reason in interleave(lease_mix(project), {r: len(v) for r, v in by_reason.items()}, want * 2):
+            # Skip a second slot of an example already taken (it may sit under two reasons).
+            item = by_reason[reason][cursor[reason]]
+            cursor[reason] += 1
+            if item.example_id in taken_examples:
+                continue
+            taken_examples.add(item.example_id)
+            fresh.append(item)
+            if len(fresh) == want:
+                break
+    items = held + fresh
+    if items:
+        for item in items:
+            item.status = QueueItem.Status.LEASED
+            item.leased_by_id = user.pk
+            item.lease_expires_at = expires
+        with connection.cursor() as cursor_:
+            cursor_.execute(
+                f"UPDATE {db.table(QueueItem)} SET status = %s, leased_by_id = %s, lease_expires_at = %s "
+                f"WHERE id IN ({', '.join(['%s'] * len(items))})",
+                [QueueItem.Status.LEASED, user.pk, adapt(expires), *(item.id for item in items)])
+    return items
+
+
 def _locked_item_of(user: AbstractBaseUser, item_id: Any) -> QueueItem:
+    """The queue item, locked, with its project and the example's id and current label source, if the user
+    is a member of its project (404 otherwise, as for a missing item): one statement."""
     try:
         pk = int(item_id)
     except (TypeError, ValueError):
         raise NotFound("queue item not found") from None
-    item = (
-        QueueItem.objects.select_for_update(of=("self",))
-        .select_related("example", "project")
-        .filter(pk=pk, project__memberships__user=user)
-        .first()
-    )
-    if item is None:
+    rows = db.fetch(_item_sql(connection.vendor), [pk, user.pk], (*_ITEM_FIELDS, *_EXAMPLE_FIELDS, *_PROJECT_FIELDS))
+    if not rows:
         raise NotFound("queue item not found")
+    row = rows[0]
+    end_item, end_example = len(_ITEM_FIELDS), len(_ITEM_FIELDS) + len(_EXAMPLE_FIELDS)
+    item = db.instance(QueueItem, _ITEM_FIELDS, row[:end_item])
+    item.example = db.instance(Example, _EXAMPLE_FIELDS, row[end_item:end_example])
+    item.project = item.example.project = db.instance(Project, _PROJECT_FIELDS, row[end_example:])
     return item
+
+
+_EXAMPLE_FIELDS = db.fields_of(Example, "id", "project", "label_source")
+
+
+@functools.cache
+def _item_sql(vendor: str) -> str:
+    return (f"SELECT {db.columns('q', _ITEM_FIELDS)}, {db.columns('e', _EXAMPLE_FIELDS)}, "
+            f"{db.columns('p', _PROJECT_FIELDS)} FROM {db.table(QueueItem)} q "
+            f"JOIN {db.table(Example)} e ON e.id = q.example_id JOIN {db.table(Project)} p ON p.id = q.project_id "
+            f"WHERE q.id = %s AND EXISTS (SELECT 1 FROM {db.table(Membership)} m WHERE m.project_id = q.project_id "
+            f"AND m.user_id = %s) {db.lock(of='q')}")
 
 
 def _require_lease(item: QueueItem, user: AbstractBaseUser) -> None:
@@ -171,20 +249,17 @@ def queue_submit(*, user: AbstractBaseUser, item_id: Any, data: dict[str, Any]) 
         labels = labels_from_payload(item.project, data)
         note = data.get("note") or ""
         suspect = item.reason == QueueItem.Reason.SUSPECT
+        outcome = item.outcome
         if suspect:
             # The detector doubted the current label: this answer says whether it was an error.
             doubted = set(ExampleLabel.objects.filter(example_id=item.example_id).values_list("label__name", flat=True))
-            item.outcome = "confirmed" if doubted == set(labels) else "changed"
-        item.example.project = item.project
+            outcome = "confirmed" if doubted == set(labels) else "changed"
         annotation = annotation_create(
             example=item.example, user=user, labels=labels, kind=AnnotationKind.RELABEL if suspect else None,
             note=note, queue_item_id=item.id,
         )
-        item.status = QueueItem.Status.DONE
-        item.done_by = user
-        item.done_at = timezone.now()
-        item.lease_expires_at = None
-        item.save(update_fields=["status", "done_by", "done_at", "lease_expires_at", "outcome"])
+        db.update(item, status=QueueItem.Status.DONE, done_by=user, done_at=timezone.now(), lease_expires_at=None,
+                  outcome=outcome)
     return annotation
 
 
