@@ -3,8 +3,9 @@ lists split to fit every database."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import connection
 
@@ -24,3 +25,16 @@ def in_chunks(values: Collection[T], size: int = IN_LIST_CHUNK) -> Iterator[list
     items = list(values)
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _sha256(value: str | bytes | None) -> bytes | None:
+    if value is None:
+        return None
+    return hashlib.sha256(value.encode() if isinstance(value, str) else bytes(value)).digest()
+
+
+def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Give SQLite the SQL functions PostgreSQL has and queries rely on (``connection_created`` receiver):
+    ``relabel_sha256(text or blob) -> blob`` (PostgreSQL's ``sha256``; the holdout's hash in SQL)."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("relabel_sha256", 1, _sha256, deterministic=True)
