@@ -1,7 +1,7 @@
 """The rebuild's picks and queue writes as main had them before issue 15 (part 3), kept verbatim so that the
 bulk rebuild can be compared with them on a fixed fixture: every pool score and embedding loaded into Python,
 the holdout reservation hashed id by id, the queue written in batches with a check and a count per chunk.
-Used by test_queue_policy_at_scale.py only; do not "fix" it."""
+Used by test_queue_policy_at_scale.py and bench/rebuild.py; do not "fix" it (the one change is marked)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,10 @@ def pick_items(project: Project, version: ModelVersion,
     picked: dict[str, list[Item]] = {reason: [] for reason in REASONS}
     taken: set[int] = set()
 
-    unlabeled = list(scores.filter(example__label_source="").values_list(
+    # The one change to main's code: its query had no ORDER BY, so the pool came in the table's physical order
+    # (example-id order in a freshly loaded table, and not always after rows were deleted): the order random
+    # draws and exact ties fall back on. Pinned to example-id order, the order the bulk rebuild defines.
+    unlabeled = list(scores.filter(example__label_source="").order_by("example_id").values_list(
         "example_id", "probs", "entropy", "example__source"))
     # Examples kept for the stable holdout are offered only as random items (services.holdout).
     reserved_mask = reserved_for_holdout([r[0] for r in unlabeled], holdout_cut(version.metrics))
