@@ -232,7 +232,7 @@ def pick_items(project: Project, version: ModelVersion,
     multi = project.is_multi_label
     show = bool(project.setting("show_suggestions"))
     picked: dict[str, list[Item]] = {reason: [] for reason in REASONS}
-    taken: set[int] = set()
+    taken: set[int] = set()  # open pool examples picked already (suspects are labeled: never in the pool)
     # Examples kept for the stable holdout are offered only as random items (services.holdout).
     pool = ScoredPool(version, holdout_cut(version.metrics))
     census = pool.census()
@@ -257,13 +257,12 @@ def pick_items(project: Project, version: ModelVersion,
         if picked_together is not None:
             for example_id, priority, explanation, labeled in picked_together:
                 picked["suspect" if labeled else "uncertain"].append((example_id, priority, explanation))
-            taken.update(item[0] for item in picked_together)
+            taken.update(item[0] for item in picked_together if not item[3])
         else:
             state["ranking"] = "mix"
     if state["ranking"] == "mix":
         picked["suspect"] = _suspects(project, version, quota.get("suspect", 0), show=show)
-        taken.update(eid for eid, _, _ in picked["suspect"])
-        n_pool = census.open - len(picked["drift"])
+        n_pool = census.open - len(taken)
         n_uncertain = min(quota.get("uncertain", 0), n_pool)
         if n_uncertain:
             picked["uncertain"] = _uncertain(pool, n_pool, n_uncertain, taken, strategy=strategy, diverse=diverse,
@@ -271,11 +270,9 @@ def pick_items(project: Project, version: ModelVersion,
             taken.update(eid for eid, _, _ in picked["uncertain"])
 
     n_random = quota.get("random", 0)
-    # Drift and uncertain items are open pool examples; suspects (and ActiveLab's labeled picks) are labeled.
-    open_taken = len(picked["drift"]) + len(picked["uncertain"])
     for reserved, n_total, why in (
             (True, census.reserved, "a random example, held out to measure every version (none trains on it)"),
-            (False, census.open - open_taken, "a random example, for an unbiased estimate of quality")):
+            (False, census.open - len(taken), "a random example, for an unbiased estimate of quality")):
         n = min(n_random - len(picked["random"]), n_total)
         if n > 0:
             rows = pool.sample(n_total, n, ("example_id",), seed=version.number, reserved=reserved,

@@ -42,32 +42,49 @@ DRIFT_ORDER = ("-entropy", "example_id")
 ACTIVELAB_ORDER = ("confidence", "example_id")
 
 
+# The census counts the pool per range of this many example ids, so that a random draw reads the ranges its
+# positions fall in, not the whole pool.
+ID_RANGE = 4096
+
+
 @dataclass(frozen=True)
 class Census:
     """How many unlabeled examples the version scored: ``reserved`` (kept for the holdout), ``open`` (all the
-    others) and ``production`` (the open ones with source production)."""
+    others) and ``production`` (the open ones with source production); and the same per range of example ids
+    (``ranges``: the range numbers, ``example_id // ID_RANGE``, ascending; ``reserved_in`` and ``open_in``:
+    the counts in each)."""
 
     reserved: int
     open: int
     production: int
+    ranges: np.ndarray
+    reserved_in: np.ndarray
+    open_in: np.ndarray
 
 
 class ScoredPool:
-    """The unlabeled examples ``version`` scored, with ``cut`` the holdout's hash cut (services.holdout)."""
+    """The unlabeled examples ``version`` scored, with ``cut`` the holdout's hash cut (services.holdout).
+    :meth:`census` first: the random draws use its counts."""
 
     def __init__(self, version: ModelVersion, cut: float) -> None:
         self.version = version
         self.cut = cut
         self.unlabeled: QuerySet[ExampleScore] = ExampleScore.objects.filter(
             model_version=version, example__label_source="")
+        self._census: Census | None = None
 
     def census(self) -> Census:
+        """One query: the counts per range of example ids (each row hashed once, in the database)."""
         kept = reserved_condition(self.cut)
-        counts = self.unlabeled.aggregate(
+        rows = list(self.unlabeled.annotate(range=F("example_id") / ID_RANGE).values("range").annotate(
             total=Count("id"), reserved=Count("id", filter=Q(kept)),
-            production=Count("id", filter=Q(example__source="production") & ~Q(kept)))
-        return Census(reserved=counts["reserved"], open=counts["total"] - counts["reserved"],
-                      production=counts["production"])
+            production=Count("id", filter=Q(example__source="production") & ~Q(kept))).order_by("range")
+            .values_list("range", "total", "reserved", "production"))
+        table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        self._census = Census(reserved=int(table[:, 2].sum()), open=int((table[:, 1] - table[:, 2]).sum()),
+                              production=int(table[:, 3].sum()), ranges=table[:, 0], reserved_in=table[:, 2],
+                              open_in=table[:, 1] - table[:, 2])
+        return self._census
 
     def top(self, order: Sequence[str], n: int, fields: Sequence[str], *, exclude: Collection[int] = (),
             production: bool = False) -> list[tuple[Any, ...]]:
@@ -91,8 +108,8 @@ class ScoredPool:
     def sample(self, n_total: int, n: int, fields: Sequence[str], *, seed: int, reserved: bool = False,
                exclude: Collection[int] = ()) -> list[tuple[Any, ...]]:
         """``training.query.random_batch(n_total, n, seed=seed)`` over the open rows (``reserved``: the rows
-        kept for the holdout) not in ``exclude``, in example-id order: the rows at the drawn positions, in
-        the order drawn. ``n_total`` is how many such rows there are (from :meth:`census`)."""
+        kept for the holdout) but ``exclude``, in example-id order: the rows at the drawn positions, in the
+        order drawn. ``n_total`` is how many such rows there are; ``exclude`` holds open examples only."""
         from training.query import random_batch
 
         if n <= 0 or n_total <= 0:
@@ -102,16 +119,38 @@ class ScoredPool:
 
     def at_positions(self, positions: np.ndarray, fields: Sequence[str], *, reserved: bool = False,
                      exclude: Collection[int] = ()) -> list[tuple[Any, ...]]:
-        """The rows at these 0-based ``positions`` of the open (or ``reserved``) rows not in ``exclude``, in
-        example-id order, in the order of ``positions``."""
-        queryset = self.unlabeled.filter(reserved_condition(self.cut, kept=reserved))
-        if exclude:
+        """The rows at these 0-based ``positions`` of the open (or ``reserved``) rows but ``exclude`` (open
+        examples), in example-id order, returned in the order of ``positions``.
+
+        The census says how many rows each range of ids holds, so the query reads only the ranges the
+        positions fall in and numbers their rows (a position moves down by the rows of the ranges skipped)."""
+        census = self._census or self.census()
+        counts = (census.reserved_in if reserved else census.open_in).copy()
+        left_out = np.asarray(sorted(exclude), dtype=np.int64) // ID_RANGE
+        if left_out.size and not reserved:
+            counts -= np.searchsorted(left_out, census.ranges, side="right") - np.searchsorted(
+                left_out, census.ranges, side="left")
+        ends = np.cumsum(counts)
+        wanted = np.asarray(positions, dtype=np.int64)
+        wanted = wanted[(wanted >= 0) & (wanted < (ends[-1] if ends.size else 0))]
+        if wanted.size == 0:
+            return []
+        where = np.searchsorted(ends, wanted, side="right")  # the range each position falls in
+        needed = np.unique(where)
+        # Among the rows read, a position moves down by the rows of the ranges skipped before its own.
+        skipped_rows = np.where(np.isin(np.arange(counts.size), needed), 0, counts)
+        shift = dict(zip(wanted.tolist(), np.cumsum(skipped_rows)[where].tolist(), strict=True))
+        in_ranges = Q()
+        for number in census.ranges[needed].tolist():
+            in_ranges |= Q(example_id__gte=number * ID_RANGE, example_id__lt=(number + 1) * ID_RANGE)
+        queryset = self.unlabeled.filter(in_ranges).filter(reserved_condition(self.cut, kept=reserved))
+        if exclude and not reserved:
             queryset = queryset.exclude(example_id__in=list(exclude))
-        wanted = sorted({int(p) + 1 for p in positions})
+        read = sorted({position - shift[position] + 1 for position in wanted.tolist()})
         rows = queryset.annotate(position=Window(RowNumber(), order_by=F("example_id").asc())).filter(
-            position__in=wanted).values_list("position", *fields)
+            position__in=read).values_list("position", *fields)
         by_position = {row[0] - 1: row[1:] for row in rows}
-        return [by_position[int(p)] for p in positions if int(p) in by_position]
+        return [by_position[p - shift[p]] for p in wanted.tolist() if p - shift[p] in by_position]
 
     def all_open(self, fields: Sequence[str], *, exclude: Collection[int] = ()) -> list[tuple[Any, ...]]:
         """Every open row not in ``exclude``, in example-id order (for a pool known to be small)."""

@@ -13,7 +13,7 @@ from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from annotator.models import Example, ExampleScore, ModelVersion, Project, QueueItem
-from annotator.services import queue_policy
+from annotator.services import queue_policy, queue_pool
 from annotator.services.holdout import (
     HOLDOUT_RULE,
     HOLDOUT_SHARE,
@@ -113,10 +113,15 @@ def _written_queue(project: Project, version: ModelVersion, picked: dict, state:
     {"settings": {}, "quota": {"random": 700}},  # more random items than examples kept for the holdout
     {"settings": {"diversity": False}, "crowd_reserved": True},  # the kept examples crowd the ranking's top
     {"settings": {"query_strategy": "margin"}, "quota": {"uncertain": 400, "drift": 80}},
+    # random draws read only the ranges of example ids their positions fall in: many small ranges
+    {"settings": {"query_strategy": "random"}, "quota": {"random": 700}, "id_range": 64},
+    {"settings": {"overlap": 2}, "quota": {"random": 700}, "id_range": 16},
 ], ids=["entropy-diverse", "margin", "least-confidence-diverse", "random-strategy", "cold-start", "activelab",
-        "random-past-the-holdout", "reserved-crowd-the-top", "large-quota"])
-def test_the_bulk_rebuild_gives_the_same_queue_as_the_old_path(project, admin, case):
+        "random-past-the-holdout", "reserved-crowd-the-top", "large-quota", "random-in-small-ranges",
+        "activelab-random-in-small-ranges"])
+def test_the_bulk_rebuild_gives_the_same_queue_as_the_old_path(project, admin, case, monkeypatch):
     # Given a scored pool larger than the candidate set the bulk rebuild reads (2,000)
+    monkeypatch.setattr(queue_pool, "ID_RANGE", case.get("id_range", queue_pool.ID_RANGE))
     project_update_settings(project=project, settings=case["settings"])
     version = _pool(project, admin, n_labeled=case.get("n_labeled", 100),
                     crowd_reserved=case.get("crowd_reserved", False))
@@ -266,8 +271,11 @@ def test_cold_start_clusters_a_bounded_uniform_sample_of_open_examples(project, 
     assert all(text.startswith("cold start") for _, _, text in picked["uncertain"])
 
 
-def test_the_sample_draws_the_same_positions_as_random_batch(project, admin):
+@pytest.mark.parametrize("id_range", [4096, 7])
+def test_the_sample_draws_the_same_positions_as_random_batch(project, admin, monkeypatch, id_range):
     from training.query import random_batch
+
+    monkeypatch.setattr(queue_pool, "ID_RANGE", id_range)
 
     version = _pool(project, admin, n_pool=500, n_production=0)
     scored = ScoredPool(version, HOLDOUT_SHARE)
@@ -277,3 +285,12 @@ def test_the_sample_draws_the_same_positions_as_random_batch(project, admin):
     assert census.open == len(every) and census.reserved == 500 - len(every)
     rows = scored.sample(census.open, 25, ("example_id",), seed=7)
     assert [eid for (eid,) in rows] == [every[i] for i in random_batch(len(every), 25, seed=7)]
+    # leaving out some open examples shifts the positions past them
+    left_out = set(every[::3])
+    rest = [pk for pk in every if pk not in left_out]
+    rows = scored.sample(len(rest), 40, ("example_id", "entropy"), seed=8, exclude=left_out)
+    assert [eid for eid, _ in rows] == [rest[i] for i in random_batch(len(rest), 40, seed=8)]
+    reserved = sorted(set(ExampleScore.objects.filter(model_version=version, example__label_source="")
+                          .values_list("example_id", flat=True)) - set(every))
+    rows = scored.sample(census.reserved, 10, ("example_id",), seed=9, reserved=True)
+    assert [eid for (eid,) in rows] == [reserved[i] for i in random_batch(len(reserved), 10, seed=9)]
