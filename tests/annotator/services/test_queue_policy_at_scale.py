@@ -4,6 +4,11 @@ pool, and its SQL holdout reservation is the Python one."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +37,7 @@ from tests.annotator.services import queue_policy_before as before
 
 pytestmark = pytest.mark.django_db
 
+ROOT = Path(__file__).resolve().parents[3]
 NAMES = ["positive", "negative", "neutral"]
 QUOTA = {"uncertain": 60, "suspect": 8, "drift": 10, "random": 5}
 
@@ -294,3 +300,16 @@ def test_the_sample_draws_the_same_positions_as_random_batch(project, admin, mon
                           .values_list("example_id", flat=True)) - set(every))
     rows = scored.sample(census.reserved, 10, ("example_id",), seed=9, reserved=True)
     assert [eid for (eid,) in rows] == [reserved[i] for i in random_batch(len(reserved), 10, seed=9)]
+
+
+# --- the embedded SQLite default ------------------------------------------------------------------------------
+def test_the_bulk_rebuild_works_on_sqlite_too(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(DATA_DIR=str(tmp_path), ARTIFACT_DIR=str(tmp_path / "artifacts"), SECRET_KEY="test-only-secret")
+    done = subprocess.run([sys.executable, "-m", "tests.annotator.services.sqlite_rebuild"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["same"] and outcome["reserved_same"] and outcome["n_reserved"] > 50
+    assert outcome["picked"]["random"] == 150 and outcome["picked"]["uncertain"] == 40
+    assert outcome["created"] == outcome["picked"]
