@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterator
 from typing import Any, TypeVar
 
 from django.db import connection
+from django.db.models import BinaryField, F, Func, Value
 
 T = TypeVar("T")
 
@@ -38,3 +39,22 @@ def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> No
     ``relabel_sha256(text or blob) -> blob`` (PostgreSQL's ``sha256``; the holdout's hash in SQL)."""
     if connection.vendor == "sqlite":
         connection.connection.create_function("relabel_sha256", 1, _sha256, deterministic=True)
+
+
+class IdDigest(Func):
+    """sha256 of ``"<prefix><id>"`` in SQL (bytes), for a column of ids: PostgreSQL's ``sha256()``, SQLite's
+    ``relabel_sha256`` (registered above). Python's ``hashlib.sha256(f"{prefix}{id}".encode())`` gives the same
+    bytes."""
+
+    output_field = BinaryField()
+
+    def __init__(self, prefix: str, field: str) -> None:
+        super().__init__(Value(prefix), F(field))
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        (prefix, prefix_params), (pk, pk_params) = (compiler.compile(e) for e in self.get_source_expressions())
+        return f"sha256(convert_to(({prefix})::text || ({pk})::text, 'UTF8'))", [*prefix_params, *pk_params]
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        (prefix, prefix_params), (pk, pk_params) = (compiler.compile(e) for e in self.get_source_expressions())
+        return f"relabel_sha256(({prefix}) || ({pk}))", [*prefix_params, *pk_params]

@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.db.models import BinaryField, Func, Min, Value
+from django.db.models import BinaryField, Min, Value
 from django.db.models.expressions import Combinable
 from django.db.models.lookups import GreaterThanOrEqual, LessThan
 
-from annotator.db import in_chunks
+from annotator.db import IdDigest, in_chunks
 from annotator.models import Annotation, AnnotationKind, Project, QueueItem
 
 HOLDOUT_SHARE = 0.2
@@ -160,22 +160,6 @@ def reserved_for_holdout(example_ids: Sequence[int], cut: float) -> np.ndarray:
     return np.array([holdout_hash(pk) < cut for pk in example_ids], dtype=bool)
 
 
-class HoldoutDigest(Func):
-    """sha256 of ``"holdout:<id>"`` in SQL: the digest :func:`holdout_hash` reads its first 64 bits from.
-
-    PostgreSQL has ``sha256()``; SQLite gets ``relabel_sha256`` from ``annotator.db`` on every connection."""
-
-    output_field = BinaryField()
-    arity = 1
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection,
-                           template="sha256(convert_to('holdout:' || %(expressions)s::text, 'UTF8'))", **extra)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="relabel_sha256('holdout:' || %(expressions)s)", **extra)
-
-
 def reserved_bound(cut: float) -> int:
     """The smallest 64-bit prefix ``u`` of a digest that is *not* below ``cut``: ``holdout_hash(id) < cut`` exactly
     when ``int(sha256("holdout:<id>")[:8]) < reserved_bound(cut)`` (0: nothing is reserved, 2**64: everything).
@@ -203,7 +187,7 @@ def reserved_condition(cut: float, field: str = "example_id", *, kept: bool = Tr
     bound = reserved_bound(cut)
     if bound >= 2**64 or bound == 0:
         return Value(kept == (bound > 0))
-    digest = HoldoutDigest(field)
+    digest = IdDigest("holdout:", field)  # the bytes holdout_hash reads its first 64 bits from
     limit = Value(bound.to_bytes(8, "big"), output_field=BinaryField())
     return LessThan(digest, limit) if kept else GreaterThanOrEqual(digest, limit)
 

@@ -8,10 +8,14 @@ worker (services.queue_policy). What it needs is:
 - **the top of a ranking** (:meth:`ScoredPool.top`): ``ORDER BY`` a stored score column ``LIMIT`` a few more
   rows than asked, the holdout's examples dropped from those rows in Python (by
   ``services.holdout.reserved_for_holdout`` itself), fetching further only if too many were dropped;
-- **a uniform sample** (:meth:`ScoredPool.sample`): the positions ``training.query.random_batch`` draws over
-  the pool in example-id order, and the database returns only the rows at those positions.
+- **random draws** (:meth:`ScoredPool.sample`): the positions ``training.query.random_batch`` draws over
+  the pool in example-id order, and the database returns only the rows at those positions (reading only the
+  ranges of ids they fall in);
+- **a bounded uniform sample** (:meth:`ScoredPool.uniform`, for cold start's k-means): the first rows by a
+  hash of the version and the id.
 
-Each gives what the same rule over the whole pool in Python gave, with the pool in example-id order.
+Each but the bounded sample gives what the same rule over the whole pool in Python gave, with the pool in
+example-id order.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 
+from annotator.db import IdDigest
 from annotator.models import ExampleScore, ModelVersion
 from annotator.services.holdout import reserved_condition, reserved_for_holdout
 
@@ -86,7 +91,7 @@ class ScoredPool:
                               open_in=table[:, 1] - table[:, 2])
         return self._census
 
-    def top(self, order: Sequence[str], n: int, fields: Sequence[str], *, exclude: Collection[int] = (),
+    def top(self, order: Sequence[Any], n: int, fields: Sequence[str], *, exclude: Collection[int] = (),
             production: bool = False) -> list[tuple[Any, ...]]:
         """The first ``n`` open rows (``fields``, the first of them ``example_id``) in ``order``, leaving out
         ``exclude`` and the examples kept for the holdout."""
@@ -161,9 +166,10 @@ class ScoredPool:
 
     def uniform(self, n_total: int, n: int, fields: Sequence[str], *, seed: int,
                 exclude: Collection[int] = ()) -> list[tuple[Any, ...]]:
-        """Up to ``n`` open rows not in ``exclude``, in example-id order: all of them when there are no more
-        than ``n`` (``n_total`` of them), else a uniform sample drawn with ``seed``."""
+        """Up to ``n`` open rows not in ``exclude`` (``n_total`` of them), in example-id order: all of them when
+        there are no more than ``n``, else a uniform sample: the first ``n`` by a hash of ``seed`` and the id
+        (one hash per row in the database, the holdout's examples left out of the few thousand rows read)."""
         if n_total <= n:
             return self.all_open(fields, exclude=exclude)
-        positions = np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
-        return self.at_positions(positions, fields, exclude=exclude)
+        order = (IdDigest(f"sample:{seed}:", "example_id").asc(), "example_id")
+        return sorted(self.top(order, n, fields, exclude=exclude))

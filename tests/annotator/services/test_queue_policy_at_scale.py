@@ -4,6 +4,7 @@ pool, and its SQL holdout reservation is the Python one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -258,21 +259,27 @@ def test_pool_embeddings_for_reads_compressed_chunks_too(project):
 # --- cold start on a pool larger than its sample --------------------------------------------------------------
 def test_cold_start_clusters_a_bounded_uniform_sample_of_open_examples(project, admin, monkeypatch):
     monkeypatch.setattr(queue_policy, "COLD_START_SAMPLE", 400)
-    version = _pool(project, admin, n_pool=1500, n_production=0, n_labeled=12)
-    read: list[int] = []
+    version = _pool(project, admin, n_pool=1500, n_production=30, n_labeled=12)
+    read: list[list[int]] = []
     real = queue_policy.pool_embeddings_for
 
     def spy(version: ModelVersion, ids: list[int]) -> np.ndarray | None:
-        read.append(len(ids))
+        read.append(list(ids))
         return real(version, ids)
 
     monkeypatch.setattr(queue_policy, "pool_embeddings_for", spy)
-    picked, state = pick_items(project, version, {"uncertain": 20})
-    again, _ = pick_items(project, version, {"uncertain": 20})
+    picked, state = pick_items(project, version, {"uncertain": 20, "drift": 5})
+    again, _ = pick_items(project, version, {"uncertain": 20, "drift": 5})
 
+    # the sample: the 400 open examples (not kept for the holdout, not taken as drift) first by a hash of the
+    # version number and the id, in id order; and only their embeddings were read
+    drift = {eid for eid, _, _ in picked["drift"]}
+    open_ids = [pk for pk in ExampleScore.objects.filter(model_version=version, example__label_source="")
+                .values_list("example_id", flat=True) if holdout_hash(pk) >= HOLDOUT_SHARE and pk not in drift]
+    expected = sorted(sorted(open_ids, key=lambda pk: hashlib.sha256(f"sample:1:{pk}".encode()).digest())[:400])
+    assert read == [expected, expected]
     chosen = [eid for eid, _, _ in picked["uncertain"]]
-    assert state["cold_start"] and len(set(chosen)) == 20 and read == [400, 400]
-    assert not any(reserved_for_holdout(chosen, HOLDOUT_SHARE))  # kept examples only come as random items
+    assert state["cold_start"] and len(set(chosen)) == 20 and set(chosen) <= set(expected)
     assert picked == again  # deterministic per version
     assert all(text.startswith("cold start") for _, _, text in picked["uncertain"])
 
