@@ -11,11 +11,12 @@ their SQL once (:func:`columns`, :func:`lock`) and read rows back with the conve
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import BinaryField, F, Field, Func, Model, Value
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Model)
@@ -130,3 +131,35 @@ def _update_sql(vendor: str, model: type[Model], names: tuple[str, ...]) -> tupl
     fields = tuple(model._meta.get_field(name) for name in names)
     sets = ", ".join(f"{quote(field.column)} = %s" for field in fields)
     return f"UPDATE {table(model)} SET {sets} WHERE {quote(model._meta.pk.column)} = %s", fields
+
+
+def _sha256(value: str | bytes | None) -> bytes | None:
+    if value is None:
+        return None
+    return hashlib.sha256(value.encode() if isinstance(value, str) else bytes(value)).digest()
+
+
+def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Give SQLite the SQL functions PostgreSQL has and queries rely on (``connection_created`` receiver):
+    ``relabel_sha256(text or blob) -> blob`` (PostgreSQL's ``sha256``; the holdout's hash in SQL)."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("relabel_sha256", 1, _sha256, deterministic=True)
+
+
+class IdDigest(Func):
+    """sha256 of ``"<prefix><id>"`` in SQL (bytes), for a column of ids: PostgreSQL's ``sha256()``, SQLite's
+    ``relabel_sha256`` (registered above). Python's ``hashlib.sha256(f"{prefix}{id}".encode())`` gives the same
+    bytes."""
+
+    output_field = BinaryField()
+
+    def __init__(self, prefix: str, field: str) -> None:
+        super().__init__(Value(prefix), F(field))
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        (prefix, prefix_params), (pk, pk_params) = (compiler.compile(e) for e in self.get_source_expressions())
+        return f"sha256(convert_to(({prefix})::text || ({pk})::text, 'UTF8'))", [*prefix_params, *pk_params]
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        (prefix, prefix_params), (pk, pk_params) = (compiler.compile(e) for e in self.get_source_expressions())
+        return f"relabel_sha256(({prefix}) || ({pk}))", [*prefix_params, *pk_params]

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ORDER = [
     "ingest",
     "loop",
+    "rebuild",
     "pages",
     "scoring",
     "encoders",

@@ -27,7 +27,9 @@ The rule (``HOLDOUT_RULE``, stored with every version):
   labeling through the queue grows its holdout by the mix's ``random`` share of every batch (3 of 50 with the
   default mix) instead of a fifth of that; and the holdout stays a uniform sample of the pool: without the
   reservation, uncertainty sampling would take the hard examples among the hashed ones first and leave the
-  holdout the easy rest, overstating every version.
+  holdout the easy rest, overstating every version. At a million pool examples the queue asks the database
+  which examples are kept (:func:`reserved_condition`: the same hash, computed in SQL, with the same
+  floating-point cut), instead of hashing every id in Python.
 
 A project whose labels all come from uncertainty sampling outside the queue has no holdout to measure on:
 label some ``random`` queue items (the queue mix's ``random`` share) or import a random sample with labels.
@@ -41,9 +43,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.db.models import Min
+from django.db.models import BinaryField, Min, Value
+from django.db.models.expressions import Combinable
+from django.db.models.lookups import GreaterThanOrEqual, LessThan
 
-from annotator.db import in_chunks
+from annotator.db import IdDigest, in_chunks
 from annotator.models import Annotation, AnnotationKind, Project, QueueItem
 
 HOLDOUT_SHARE = 0.2
@@ -154,6 +158,38 @@ def reserved_for_holdout(example_ids: Sequence[int], cut: float) -> np.ndarray:
     Labeled through a ``random`` queue item (or an import), such an example is held out; the queue never
     offers it for any other reason (see the module docstring)."""
     return np.array([holdout_hash(pk) < cut for pk in example_ids], dtype=bool)
+
+
+def reserved_bound(cut: float) -> int:
+    """The smallest 64-bit prefix ``u`` of a digest that is *not* below ``cut``: ``holdout_hash(id) < cut`` exactly
+    when ``int(sha256("holdout:<id>")[:8]) < reserved_bound(cut)`` (0: nothing is reserved, 2**64: everything).
+
+    :func:`holdout_hash` is ``float(u) / 2**64``: dividing by a power of two is exact, and float rounding is
+    monotone, so the float comparison is an integer comparison against the first ``u`` whose float reaches
+    ``cut * 2**64`` (found by bisection on the same float conversion Python does)."""
+    target = float(cut) * 2.0**64
+    low, high = 0, 2**64
+    while low < high:
+        middle = (low + high) // 2
+        if float(middle) >= target:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def reserved_condition(cut: float, field: str = "example_id", *, kept: bool = True) -> Combinable:
+    """A filter for querysets: rows whose ``field`` (an example id) the queue keeps for the holdout
+    (``kept=False``: the others). The same rule as :func:`reserved_for_holdout`, computed in the database.
+
+    A digest is below the 8-byte bound exactly when its first 8 bytes are (bytes compare as unsigned
+    big-endian numbers, and a digest whose first 8 bytes equal the bound is longer, so greater)."""
+    bound = reserved_bound(cut)
+    if bound >= 2**64 or bound == 0:
+        return Value(kept == (bound > 0))
+    digest = IdDigest("holdout:", field)  # the bytes holdout_hash reads its first 64 bits from
+    limit = Value(bound.to_bytes(8, "big"), output_field=BinaryField())
+    return LessThan(digest, limit) if kept else GreaterThanOrEqual(digest, limit)
 
 
 def holdout_reason(labels: Sequence[Any], names: Sequence[str]) -> str | None:

@@ -1,10 +1,15 @@
 """The pool's embeddings as a version scored it: one ``.npz`` file per scoring chunk beside the artifact.
 
 Scoring writes them (services.scoring); the queue's diverse batches (services.queue_policy) and the pool drift
-reference (services.drift_reference) read them.
+reference (services.drift_reference) read them. The queue reads the rows of its candidates only
+(:func:`pool_embeddings_for`), so a rebuild holds a few thousand rows, not the pool.
 """
 
 from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -29,3 +34,56 @@ def load_pool_embeddings(version: ModelVersion) -> dict[int, np.ndarray]:
             out.update(zip(data["ids"].tolist(), data["embeddings"], strict=True))
     return out
 
+
+def pool_embeddings_for(version: ModelVersion, ids: Sequence[int]) -> np.ndarray | None:
+    """The embeddings of ``ids`` as ``version`` scored them, one row per id in the order given (float16, shape
+    ``(len(ids), d)``); None when any of them has none.
+
+    Reads one chunk file at a time and, of each, the ids and then only the rows asked for: ``np.savez`` stores
+    its arrays uncompressed, so a chunk's embeddings are memory-mapped in place and the rows copied out."""
+    unique, inverse = np.unique(np.asarray(ids, dtype=np.int64), return_inverse=True)
+    if unique.size == 0:
+        return None
+    out: np.ndarray | None = None
+    found = np.zeros(unique.size, dtype=bool)
+    for path in sorted((version_dir(version) / "pool-embeddings").glob("chunk-*.npz")):
+        with np.load(path) as data:
+            chunk_ids = data["ids"]
+        where = np.minimum(np.searchsorted(unique, chunk_ids), unique.size - 1)
+        hit = unique[where] == chunk_ids
+        if not hit.any():
+            continue
+        rows = _stored_rows(path, "embeddings", np.flatnonzero(hit))
+        if out is None:
+            out = np.zeros((unique.size, rows.shape[1]), dtype=np.float16)
+        out[where[hit]] = rows
+        found[where[hit]] = True
+    if out is None or not found.all():
+        return None
+    return out[inverse]
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _stored_rows(path: Path, name: str, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of the 2-d array ``name`` in the ``.npz`` at ``path``, without reading the rest of it."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{name}.npy")
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(path, "rb") as handle:
+            # The member's local header: 30 bytes, then its name and extra field (their lengths at bytes 26-29).
+            handle.seek(info.header_offset)
+            local = handle.read(30)
+            handle.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                        + int.from_bytes(local[28:30], "little"))
+            reader = _HEADER_READERS.get(np.lib.format.read_magic(handle))
+            header = reader(handle) if reader else None
+            offset = handle.tell()
+        if header is not None:
+            shape, fortran, dtype = header
+            if not fortran and len(shape) == 2 and not dtype.hasobject:
+                stored = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+                return np.array(stored[rows])
+    with np.load(path) as data:
+        return np.asarray(data[name][rows])

@@ -24,7 +24,6 @@ from annotator.db import in_chunks, is_postgres
 from annotator.errors import Conflict, InvalidInput, NotFound
 from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Membership, Project, QueueItem
 from annotator.services.annotations import annotation_create, labels_from_payload
-from annotator.services.bulk import allocate_ids
 from annotator.services.webhooks import queue_low_check
 
 MAX_LEASE_BATCH = 100
@@ -303,34 +302,67 @@ def queue_add_many(
 ) -> int:
     """Queue ``(example_id, priority, explanation)`` items of one reason in bulk (one item per overlap slot,
     or ``slots``); examples with an open item in a slot are left alone, and so is a repeated example (its
-    first item counts). Returns the number of items created."""
+    first item counts). Returns the number of items created.
+
+    PostgreSQL: one ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` however many items (the
+    one-open-item-per-slot constraint skips the slots already open, also those a concurrent writer fills);
+    ids follow the order of ``items``, so equal priorities lease in that order."""
     if not items:
         return 0
     overlap = slots or int(project.setting("overlap"))
     first: dict[int, tuple[float, str]] = {}
     for example_id, priority, explanation in items:
         first.setdefault(example_id, (priority, explanation))
+    template = QueueItem(project=project, reason=reason, model_version_id=model_version_id,
+                         status=QueueItem.Status.PENDING)
+    if is_postgres():
+        rows = [(example_id, float(priority), slot, explanation[:300])
+                for example_id, (priority, explanation) in first.items() for slot in range(overlap)]
+        return _insert_skipping_open_slots(template, rows)
     with transaction.atomic():
         open_slots: set[tuple[int, int]] = set()
         for chunk in in_chunks(first):
             open_slots.update(QueueItem.objects.filter(
                 example_id__in=chunk, status__in=[QueueItem.Status.PENDING, QueueItem.Status.LEASED]
             ).values_list("example_id", "slot"))
-        rows = [
+        objects = [
             QueueItem(project=project, example_id=example_id, reason=reason, priority=priority, slot=slot,
                       explanation=explanation[:300], model_version_id=model_version_id)
             for example_id, (priority, explanation) in first.items() for slot in range(overlap)
             if (example_id, slot) not in open_slots
         ]
-        if not is_postgres():
-            # SQLite runs one writing transaction at a time (BEGIN IMMEDIATE): nothing filled a slot since
-            # the check above, so every row is inserted.
-            QueueItem.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
-            return len(rows)
-        # A concurrent writer may fill a slot after the check (the insert then skips that row): give the rows
-        # ids from the sequence and count the ones that were inserted.
-        ids = allocate_ids(QueueItem, len(rows))
-        for row, pk in zip(rows, ids, strict=True):
-            row.pk = pk
-        QueueItem.objects.bulk_create(rows, batch_size=2000, ignore_conflicts=True)
-        return sum(QueueItem.objects.filter(id__in=chunk).count() for chunk in in_chunks(ids))
+        # SQLite runs one writing transaction at a time (BEGIN IMMEDIATE): nothing filled a slot since the
+        # check above, so every row is inserted.
+        QueueItem.objects.bulk_create(objects, batch_size=2000, ignore_conflicts=True)
+        return len(objects)
+
+
+# The columns that vary by row in a bulk queue insert; every other column takes the template's value.
+_PER_ROW = {"example_id": "bigint[]", "priority": "double precision[]", "slot": "smallint[]",
+            "explanation": "text[]"}
+
+
+def _insert_skipping_open_slots(template: QueueItem, rows: list[tuple[int, float, int, str]]) -> int:
+    """Insert ``(example_id, priority, slot, explanation)`` rows with ``template``'s other columns in one
+    statement, skipping a row whose (example, slot) already has an open item; returns how many went in."""
+    select: list[str] = []
+    constants: list[Any] = []
+    for field in QueueItem._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        cast = field.cast_db_type(connection)
+        if field.attname in _PER_ROW:
+            select.append(f"t.{field.attname}::{cast}")
+        else:
+            select.append(f"%s::{cast}")
+            constants.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in QueueItem._meta.concrete_fields
+                        if not field.primary_key)
+    arrays = ", ".join(f"%s::{kind}" for kind in _PER_ROW.values())
+    sql = (f"INSERT INTO {connection.ops.quote_name(QueueItem._meta.db_table)} ({columns}) "
+           f"SELECT {', '.join(select)} FROM unnest({arrays}) WITH ORDINALITY "
+           f"AS t({', '.join(_PER_ROW)}, position) ORDER BY t.position ON CONFLICT DO NOTHING")
+    values = [list(column) for column in zip(*rows, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*constants, *values])
+        return cursor.rowcount

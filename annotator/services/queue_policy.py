@@ -12,6 +12,9 @@ The rebuild (last stage of a train job) refills the pending queue from the new v
 - ``random``: a uniform sample, for an unbiased estimate of quality: drawn first from the examples kept for the
   stable holdout (``services.holdout.reserved_for_holdout``), which no other reason offers, so each answer
   grows the holdout with a uniform sample of the pool.
+- At scale (a million pool examples) nothing loads the whole pool: the rebuild reads counts, the top of each
+  ranking, random rows at drawn positions, and the embeddings of its candidates (``services.queue_pool``);
+  cold start clusters a uniform sample of ``COLD_START_SAMPLE`` examples.
 - With overlap > 1, ``suspect`` and ``uncertain`` are ranked together by ActiveLab (another label for a
   labeled item against a first label for an unlabeled one, on one scale).
 
@@ -34,10 +37,11 @@ from django.utils import timezone
 from annotator.models import ExampleScore, Job, ModelVersion, Project, QueueItem
 from annotator.selectors.noise import DETECTOR_MIN_REVIEWED, detector_precision
 from annotator.selectors.queue import DOUBTS, SUGGESTS
-from annotator.services.holdout import held_out_ids, holdout_cut, reserved_for_holdout
+from annotator.services.holdout import held_out_ids, holdout_cut, reserved_condition
 from annotator.services.jobs import Heartbeat, job_create, job_fail, job_finish, stale_before
-from annotator.services.pool_embeddings import load_pool_embeddings
+from annotator.services.pool_embeddings import pool_embeddings_for
 from annotator.services.queue import REASONS, queue_add_many
+from annotator.services.queue_pool import ACTIVELAB_ORDER, DRIFT_ORDER, STRATEGY_ORDER, ScoredPool
 from annotator.services.stability import version_stability_update
 from annotator.services.webhooks import queue_low_check
 
@@ -53,6 +57,12 @@ COLD_START_LABELS_PER_CLASS = 10
 COLD_START_NEAR_CHANCE = 0.05
 # Items per diverse block of the uncertain share (about one lease's worth of uncertain items).
 DIVERSE_BLOCK = 25
+# The uncertain share is chosen from the top of the strategy's ranking, this many candidates per item (at
+# least MIN_CANDIDATES): enough for the diverse blocks (each clusters the 10 * DIVERSE_BLOCK best left).
+CANDIDATES_PER_ITEM = 10
+MIN_CANDIDATES = 2000
+# Cold start clusters a uniform sample of the pool this large (k-means cost grows with it, coverage little).
+COLD_START_SAMPLE = 20_000
 
 
 # --- the detector and the mix ---------------------------------------------------------------------------
@@ -216,26 +226,23 @@ Item = tuple[int, float, str]  # example id, priority (orders items within a rea
 
 def pick_items(project: Project, version: ModelVersion,
                quota: dict[str, int]) -> tuple[dict[str, list[Item]], dict[str, Any]]:
-    """The items of each reason, best first, and what was decided (strategy, cold start)."""
-    from training.query import random_batch
+    """The items of each reason, best first, and what was decided (strategy, cold start).
 
+    Reads a bounded number of rows whatever the pool's size (services.queue_pool): counts in one query, the
+    top of each ranking in SQL, embeddings of the candidates only, random items at drawn positions."""
     names_count = project.label_classes.count()
     multi = project.is_multi_label
-    scores = ExampleScore.objects.filter(model_version=version)
     show = bool(project.setting("show_suggestions"))
     picked: dict[str, list[Item]] = {reason: [] for reason in REASONS}
-    taken: set[int] = set()
-
-    unlabeled = list(scores.filter(example__label_source="").values_list(
-        "example_id", "probs", "entropy", "example__source"))
+    taken: set[int] = set()  # open pool examples picked already (suspects are labeled: never in the pool)
     # Examples kept for the stable holdout are offered only as random items (services.holdout).
-    reserved_mask = reserved_for_holdout([r[0] for r in unlabeled], holdout_cut(version.metrics))
-    reserved = [r[0] for r, keep in zip(unlabeled, reserved_mask, strict=True) if keep]
-    unlabeled = [r for r, keep in zip(unlabeled, reserved_mask, strict=True) if not keep]
-    production = sorted((r for r in unlabeled if r[3] == "production"), key=lambda r: -r[2])
-    picked["drift"] = [(eid, 1.0 - rank / max(len(production), 1),
+    pool = ScoredPool(version, holdout_cut(version.metrics))
+    census = pool.census()
+
+    production = pool.top(DRIFT_ORDER, quota.get("drift", 0), ("example_id", "entropy"), production=True)
+    picked["drift"] = [(eid, 1.0 - rank / max(census.production, 1),
                         f"production sample the model is unsure about (entropy {ent:.2f})")
-                       for rank, (eid, _, ent, _) in enumerate(production[: quota.get("drift", 0)])]
+                       for rank, (eid, ent) in enumerate(production)]
     taken.update(eid for eid, _, _ in picked["drift"])
 
     overlap = int(project.setting("overlap"))
@@ -246,53 +253,68 @@ def pick_items(project: Project, version: ModelVersion,
                              "cold_start_reason": cold_reason, "ranking": "activelab" if overlap > 1 else "mix"}
 
     if overlap > 1:
-        picked_together = _activelab_items(project, version, [r for r in unlabeled if r[0] not in taken],
-                                           quota.get("suspect", 0) + quota.get("uncertain", 0))
+        n_together = quota.get("suspect", 0) + quota.get("uncertain", 0)
+        candidates = pool.top(ACTIVELAB_ORDER, _candidates(n_together), ("example_id", "probs"), exclude=taken)
+        picked_together = _activelab_items(project, version, sorted(candidates), n_together)
         if picked_together is not None:
             for example_id, priority, explanation, labeled in picked_together:
                 picked["suspect" if labeled else "uncertain"].append((example_id, priority, explanation))
-            taken.update(item[0] for item in picked_together)
+            taken.update(item[0] for item in picked_together if not item[3])
         else:
             state["ranking"] = "mix"
     if state["ranking"] == "mix":
-        picked["suspect"] = _suspects(project, version, scores, quota.get("suspect", 0), show=show)
-        taken.update(eid for eid, _, _ in picked["suspect"])
-        pool = [r for r in unlabeled if r[0] not in taken]
-        n_uncertain = min(quota.get("uncertain", 0), len(pool))
+        picked["suspect"] = _suspects(project, version, quota.get("suspect", 0), show=show)
+        n_pool = census.open - len(taken)
+        n_uncertain = min(quota.get("uncertain", 0), n_pool)
         if n_uncertain:
-            picked["uncertain"] = _uncertain(version, pool, n_uncertain, strategy=strategy, diverse=diverse,
+            picked["uncertain"] = _uncertain(pool, n_pool, n_uncertain, taken, strategy=strategy, diverse=diverse,
                                              cold=cold, multi=multi)
             taken.update(eid for eid, _, _ in picked["uncertain"])
 
     n_random = quota.get("random", 0)
-    for candidates, why in ((reserved, "a random example, held out to measure every version (none trains on it)"),
-                            ([r[0] for r in unlabeled if r[0] not in taken],
-                             "a random example, for an unbiased estimate of quality")):
-        n = min(n_random - len(picked["random"]), len(candidates))
+    for reserved, n_total, why in (
+            (True, census.reserved, "a random example, held out to measure every version (none trains on it)"),
+            (False, census.open - len(taken), "a random example, for an unbiased estimate of quality")):
+        n = min(n_random - len(picked["random"]), n_total)
         if n > 0:
-            chosen = random_batch(len(candidates), n, seed=version.number)
-            picked["random"] += [(int(candidates[i]), 0.0, why) for i in chosen]
-    state["held_back_for_holdout"] = len(reserved)
+            rows = pool.sample(n_total, n, ("example_id",), seed=version.number, reserved=reserved,
+                               exclude=() if reserved else taken)
+            picked["random"] += [(int(eid), 0.0, why) for (eid,) in rows]
+    state["held_back_for_holdout"] = census.reserved
     return picked, state
 
 
-def _suspects(project: Project, version: ModelVersion, scores: Any, n: int, *, show: bool) -> list[Item]:
+def _candidates(n: int) -> int:
+    """How many of the top of a ranking go into the choice of ``n`` items: a diverse batch looks
+    ``10 * DIVERSE_BLOCK`` deep past what earlier blocks took (training.query.ranked_batches), so this many
+    candidates give the same items as the whole pool would."""
+    return max(CANDIDATES_PER_ITEM * n, MIN_CANDIDATES)
+
+
+def _suspects(project: Project, version: ModelVersion, n: int, *, show: bool) -> list[Item]:
     """Flagged labeled examples that people have not settled: held-out ones first, then worst label quality
     first.
 
     A wrong held-out label skews the figure of every version measured on it (and the promotion decisions
     taken on them), where a wrong training label is one of many: test sets are cleaned first (Northcutt,
     Athalye and Mueller 2021 found label errors in the test sets of ten common benchmarks large enough to
-    reorder the models ranked on them)."""
+    reorder the models ranked on them).
+
+    Reads the flags whose hash falls below the holdout's cut (the only ones that can be held out) and then
+    the worst ``n`` plus as many, never every flag."""
     if n <= 0:
         return []
-    rows = list(scores.filter(is_issue=True, example__settled=False).exclude(example__label_source="")
-                .order_by("label_quality", "example_id")
-                .values_list("example_id", "label_quality", "suggested_label"))
-    held = held_out_ids(project, [row[0] for row in rows], holdout_cut(version.metrics))
-    rows.sort(key=lambda row: row[0] not in held)  # stable: quality order within each group
+    cut = holdout_cut(version.metrics)
+    flagged = (ExampleScore.objects.filter(model_version=version, is_issue=True, example__settled=False)
+               .exclude(example__label_source="").order_by("label_quality", "example_id")
+               .values_list("example_id", "label_quality", "suggested_label"))
+    hashed = list(flagged.filter(reserved_condition(cut)))
+    held = held_out_ids(project, [row[0] for row in hashed], cut)
+    rows = [row for row in hashed if row[0] in held][:n]
+    if len(rows) < n:
+        rows += [row for row in flagged[:n + len(held)] if row[0] not in held][:n - len(rows)]
     out = []
-    for example_id, quality, suggested in rows[:n]:
+    for example_id, quality, suggested in rows:
         quality = quality or 0.0
         explanation = f"label quality {quality:.2f}"
         explanation += f"{SUGGESTS}{suggested or '?'}" if show else DOUBTS
@@ -302,45 +324,49 @@ def _suspects(project: Project, version: ModelVersion, scores: Any, n: int, *, s
     return out
 
 
-def _uncertain(version: ModelVersion, pool: list[tuple], n: int, *, strategy: str, diverse: bool, cold: bool,
-               multi: bool) -> list[Item]:
-    """The uncertain share: cold start -> representative sample; else the strategy in diverse blocks."""
-    from training.query import random_batch, ranked_batches, representative_sample, score, strategy_for
+def _uncertain(pool: ScoredPool, n_pool: int, n: int, taken: set[int], *, strategy: str, diverse: bool,
+               cold: bool, multi: bool) -> list[Item]:
+    """The uncertain share of the ``n_pool`` open examples not ``taken``: cold start -> representative sample
+    of a bounded uniform sample; else the strategy in diverse blocks over the top candidates."""
+    from training.query import ranked_batches, representative_sample, score, strategy_for
 
-    probs = np.array([r[1] for r in pool], dtype=np.float64)
-    entropy = np.array([r[2] for r in pool], dtype=np.float64)
-    embeddings = None
-    if cold or diverse:
-        embeddings_by_id = _pool_embeddings(version)
-        if all(r[0] in embeddings_by_id for r in pool):
-            embeddings = np.vstack([embeddings_by_id[r[0]] for r in pool]).astype(np.float32)
-    if cold and embeddings is not None:
-        order = representative_sample(embeddings, n, seed=version.number)
-        return [(pool[i][0], 1.0 - rank / n,
-                 f"cold start: a representative example (k-means); the {strategy} strategy takes over once "
-                 f"uncertainty is reliable (entropy {entropy[i]:.2f})") for rank, i in enumerate(order)]
+    version = pool.version
+    if cold:
+        sample = pool.uniform(n_pool, COLD_START_SAMPLE, ("example_id", "entropy"), seed=version.number,
+                              exclude=taken)
+        embeddings = pool_embeddings_for(version, [r[0] for r in sample]) if sample else None
+        if embeddings is not None:
+            order = representative_sample(embeddings.astype(np.float32), n, seed=version.number)
+            return [(sample[i][0], 1.0 - rank / n,
+                     f"cold start: a representative example (k-means); the {strategy} strategy takes over once "
+                     f"uncertainty is reliable (entropy {sample[i][1]:.2f})") for rank, i in enumerate(order)]
     if strategy == "random":
-        order = random_batch(len(pool), n, seed=version.number)
-        return [(pool[i][0], 1.0 - rank / n, f"random strategy (entropy {entropy[i]:.2f})")
-                for rank, i in enumerate(order)]
+        rows = pool.sample(n_pool, n, ("example_id", "entropy"), seed=version.number, exclude=taken)
+        return [(eid, 1.0 - rank / n, f"random strategy (entropy {ent:.2f})") for rank, (eid, ent) in enumerate(rows)]
+    # The top of the strategy's ranking, in example-id order (the order ties fall back on).
+    candidates = sorted(pool.top(STRATEGY_ORDER[strategy], _candidates(n), ("example_id", "probs", "entropy"),
+                                 exclude=taken))
+    probs = np.array([r[1] for r in candidates], dtype=np.float64)
+    entropy = np.array([r[2] for r in candidates], dtype=np.float64)
+    embeddings = None
+    if diverse:
+        found = pool_embeddings_for(version, [r[0] for r in candidates])
+        embeddings = found.astype(np.float32) if found is not None else None
     key = strategy_for(strategy, multi_label=multi)
     values = score(key, probs)
     order = ranked_batches(probs, n, strategy=key, embeddings=embeddings, diverse=diverse and embeddings is not None,
                            block=DIVERSE_BLOCK, seed=version.number)
     spread = "; in a diverse batch" if diverse and embeddings is not None else ""
-    return [(pool[i][0], 1.0 - rank / n,
+    return [(candidates[i][0], 1.0 - rank / n,
              f"{strategy} strategy: the model is unsure (score {values[i]:.2f}, entropy {entropy[i]:.2f}){spread}")
             for rank, i in enumerate(order)]
-
-
-def _pool_embeddings(version: ModelVersion) -> dict[int, np.ndarray]:
-    return load_pool_embeddings(version)
 
 
 def _activelab_items(project: Project, version: ModelVersion, unlabeled: list[tuple],
                      n: int) -> list[tuple[int, float, str, bool]] | None:
     """Overlap > 1: labeled items for another label and unlabeled ones for a first label, one ActiveLab
-    ranking. None when ActiveLab cannot run (no labeled scores), and the mix rule applies instead."""
+    ranking. None when ActiveLab cannot run (no labeled scores), and the mix rule applies instead.
+    ``unlabeled``: ``(example_id, probs)`` of the candidates for a first label."""
     from annotator.services.consensus import activelab_candidates
 
     if project.is_multi_label:
@@ -359,4 +385,3 @@ def _activelab_items(project: Project, version: ModelVersion, unlabeled: list[tu
     labeled_ids = set(labeled)
     return [(example_id, priority, explanation, example_id in labeled_ids)
             for example_id, priority, explanation in ranked]
-

@@ -276,7 +276,7 @@ def test_queuing_many_examples_binds_few_parameters_per_query(project, many_labe
         created = queue_add(project=project, examples=many_labeled, reason=QueueItem.Reason.SUSPECT)
 
     assert created == MANY
-    assert max(seen) <= SQLITE_LIMIT
+    assert max(seen, default=0) <= SQLITE_LIMIT  # PostgreSQL: one INSERT binding an array per column
 
 
 @pytest.mark.django_db
