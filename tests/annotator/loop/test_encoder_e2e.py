@@ -138,5 +138,5 @@ def test_an_encoder_the_operator_no_longer_lists_fails_the_job_and_makes_no_vers
     # Then the job fails saying what to do, and no version was made
     assert finished["status"] == "failed"
     assert "unknown encoder 'retired'" in finished["message"]
-    assert "choose another encoder in the project's settings" in finished["message"]
+    assert "change it in the project's settings (the serving version is unchanged)" in finished["message"]
     assert not ModelVersion.objects.filter(project=project).exists()

@@ -31,7 +31,7 @@ def test_an_encoder_no_longer_listed_stops_the_job_with_what_to_do(project, tiny
     project_update_settings(project=project, settings={"encoder": "tiny", "max_length": 32})
     settings.ENCODERS = {"minilm": settings.ENCODERS["minilm"]}
 
-    with pytest.raises(TrainingInputError, match="unknown encoder 'tiny'.*choose another encoder"):
+    with pytest.raises(TrainingInputError, match="unknown encoder 'tiny'.*change it in the project's settings"):
         _encoder_config(Project.objects.get(pk=project.pk))
 
 
