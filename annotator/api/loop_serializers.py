@@ -16,7 +16,7 @@ from rest_framework import serializers
 from annotator.api.pagination import paginated
 from annotator.api.serializers import ErrorOut, JobOut, iso_time
 from annotator.models import DriftWindow, ModelVersion, QueueItem
-from annotator.selectors.models import version_holdout, version_promotion
+from annotator.selectors.models import version_encoder, version_holdout, version_promotion
 
 
 def _names(**kwargs: object) -> serializers.ListField:
@@ -149,6 +149,17 @@ class PromotionOut(serializers.Serializer):
                                     help_text="every promotion of this version: reason, at, replaced_version")
 
 
+class VersionEncoderOut(serializers.Serializer):
+    name = serializers.CharField(allow_null=True, help_text="the operator's name of the encoder")
+    fingerprint = serializers.CharField(allow_null=True,
+                                        help_text="sha256 of the base weights plus preprocessing; null until ready")
+    model_type = serializers.CharField(allow_null=True)
+    hidden_size = serializers.IntegerField(allow_null=True)
+    parameters = serializers.IntegerField(allow_null=True)
+    pooling = serializers.CharField(allow_null=True)
+    max_length = serializers.IntegerField(allow_null=True)
+
+
 class ModelVersionOut(serializers.Serializer):
     id = serializers.IntegerField()
     number = serializers.IntegerField()
@@ -166,6 +177,7 @@ class ModelVersionOut(serializers.Serializer):
     comparison = serializers.DictField()
     stability = serializers.DictField()
     content_hash = serializers.CharField()
+    encoder = VersionEncoderOut(allow_null=True, help_text="the encoder the version was trained from")
     snapshot = serializers.DictField()
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
@@ -195,6 +207,7 @@ class ModelVersionOut(serializers.Serializer):
             # Agreement with the previous version's predictions on the stop set, and the stopping decision.
             "stability": version.stability,
             "content_hash": version.content_hash,
+            "encoder": version_encoder(version),
             "snapshot": version.snapshot,
             "created_at": iso_time(version.created_at),
             "finished_at": iso_time(version.finished_at),

@@ -95,6 +95,20 @@ class MemberOut(serializers.Serializer):
         help_text="share of this member's answers equal to the CROWDLAB consensus at the last training; null until then")
 
 
+class EncoderOut(serializers.Serializer):
+    name = serializers.CharField(help_text="the project setting `encoder`: a name from the operator's list")
+    model_type = serializers.CharField(required=False)
+    hidden_size = serializers.IntegerField(required=False, help_text="width of the text embedding")
+    parameters = serializers.IntegerField(required=False, help_text="parameters in the weight files")
+    layers = serializers.IntegerField(required=False, allow_null=True)
+    max_positions = serializers.IntegerField(required=False, allow_null=True,
+                                             help_text="the config's max_position_embeddings")
+    max_tokens = serializers.IntegerField(required=False, allow_null=True,
+                                          help_text="the highest max_length this encoder accepts")
+    vocab_size = serializers.IntegerField(required=False, allow_null=True)
+    error = serializers.CharField(allow_null=True, help_text="why the encoder cannot be used now; null when it can")
+
+
 class ProjectOut(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -108,6 +122,7 @@ class ProjectOut(serializers.Serializer):
     queued = serializers.IntegerField()
     model_version = serializers.IntegerField(allow_null=True, help_text="number of the serving model version")
     members = MemberOut(many=True, required=False)
+    encoder = EncoderOut(required=False, help_text="the encoder setting's figures (one project's answers only)")
     created_at = serializers.DateTimeField()
 
 
@@ -287,7 +302,7 @@ def job_out(job: Job) -> dict[str, Any]:
 
 
 def project_out(project: Project, *, role: str | None, counts: dict[str, int], labels: list[str],
-                members: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                members: list[dict[str, Any]] | None = None, encoder: dict[str, Any] | None = None) -> dict[str, Any]:
     serving = project.serving_version
     out = {
         "id": project.id,
@@ -305,4 +320,6 @@ def project_out(project: Project, *, role: str | None, counts: dict[str, int], l
     }
     if members is not None:
         out["members"] = members
+    if encoder is not None:
+        out["encoder"] = encoder
     return out

@@ -57,6 +57,7 @@ from annotator.services import formats
 from annotator.services import models as model_services
 from annotator.services import projects as project_services
 from annotator.services.broker import broker_status
+from annotator.services.encoders import encoder_describe
 from annotator.services.formats_hf import parquet_export
 from annotator.services.formats_labelstudio import labelstudio_export
 
@@ -126,16 +127,17 @@ class UserCreateApi(APIView):
         return Response({"id": user.pk, "username": user.username, "email": user.email}, status=201)
 
 
-def _project_body(project, user, *, with_members: bool = False) -> dict[str, Any]:  # noqa: ANN001
+def _project_body(project, user, *, detail: bool = False) -> dict[str, Any]:  # noqa: ANN001
     role = access.role_of(user, project)
     # Annotators see the project, not who else works on it (GET members/ is reviewer-only too).
-    show_members = with_members and role != Role.ANNOTATOR
+    show_members = detail and role != Role.ANNOTATOR
     return project_out(
         project,
         role=role,
         counts=project_selectors.project_counts(project),
         labels=project_selectors.project_labels(project),
         members=project_selectors.project_members(project) if show_members else None,
+        encoder=encoder_describe(project.setting("encoder")) if detail else None,
     )
 
 
@@ -156,14 +158,14 @@ class ProjectListCreateApi(APIView):
             user=request.user, name=data.get("name"), task=data.get("task"),
             labels=data.get("labels"), settings=data.get("settings"),
         )
-        return Response(_project_body(project, request.user, with_members=True), status=201)
+        return Response(_project_body(project, request.user, detail=True), status=201)
 
 
 class ProjectDetailApi(APIView):
     @extend_schema(responses={200: ProjectOut, **ERRORS}, summary="One project with counts")
     def get(self, request: Request, project_id: int) -> Response:
         project = access.project_for(request.user, project_id)
-        return Response(_project_body(project, request.user, with_members=True))
+        return Response(_project_body(project, request.user, detail=True))
 
     @extend_schema(request=ProjectSettingsIn, responses={200: ProjectOut, **ERRORS},
                    summary="Change project settings (admin)")
@@ -171,7 +173,7 @@ class ProjectDetailApi(APIView):
         project = access.project_for(request.user, project_id, role=Role.ADMIN)
         data = body_dict(request)
         project_services.project_update_settings(project=project, settings=data.get("settings", {}))
-        return Response(_project_body(project, request.user, with_members=True))
+        return Response(_project_body(project, request.user, detail=True))
 
 
 class ProjectMembersApi(APIView):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
@@ -23,7 +24,7 @@ def project_model_versions(project: Project) -> QuerySet[ModelVersion]:
 
 
 def model_versions(project: Project) -> list[ModelVersion]:
-    return list(ModelVersion.objects.filter(project=project).defer("config", "snapshot").order_by("-number"))
+    return list(ModelVersion.objects.filter(project=project).defer("snapshot").order_by("-number"))
 
 
 def learning_curve(versions: list[ModelVersion]) -> list[dict[str, Any]]:
@@ -36,6 +37,22 @@ def learning_curve(versions: list[ModelVersion]) -> list[dict[str, Any]]:
             continue
         points.append({"x": version.n_train, "y": f1, "std": metrics.get("macro_f1_std"), "label": f"v{version.number}"})
     return points
+
+
+def version_encoder(version: ModelVersion) -> dict[str, Any] | None:
+    """The encoder the version was trained from (services.training): the operator's name for it, the fingerprint
+    of its base weights plus preprocessing (the embedding cache's key; None until the version is ready), its
+    figures, pooling and max_length. A version from before the encoder setting is named by matching its
+    directory against the operator's list; None when the version records no encoder at all."""
+    encoder = (version.config or {}).get("encoder")
+    if not isinstance(encoder, dict):
+        return None
+    name = encoder.get("name")
+    if name is None:
+        name = next((n for n, d in settings.ENCODERS.items() if d == encoder.get("model_dir")), None)
+    return {"name": name, "fingerprint": encoder.get("fingerprint"), "model_type": encoder.get("model_type"),
+            "hidden_size": encoder.get("hidden_size"), "parameters": encoder.get("parameters"),
+            "pooling": encoder.get("pooling"), "max_length": encoder.get("max_length")}
 
 
 LEGACY_HOLDOUT = "trained before the stable holdout: measured on its validation split only, so not comparable"

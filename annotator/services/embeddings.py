@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from annotator import dispatch
+from annotator.errors import InvalidInput
 from annotator.models import Example, ModelVersion, Project
+from annotator.services.encoders import project_encoder_config
 
 if TYPE_CHECKING:  # pragma: no cover
     from training.embedding_cache import EmbeddingCache
@@ -42,10 +44,9 @@ def embedding_cache() -> EmbeddingCache:
 
 
 def encoder_config(project: Project):  # noqa: ANN201
-    """The project's base encoder and preprocessing (training.encoder.EncoderConfig)."""
-    from training.encoder import EncoderConfig
-
-    return EncoderConfig(max_length=int(project.setting("max_length")))
+    """The project's base encoder and preprocessing (training.encoder.EncoderConfig): the encoder the project's
+    settings name, from the operator's list (services.encoders; InvalidInput when it cannot be used)."""
+    return project_encoder_config(project)
 
 
 def trains_frozen(project: Project) -> bool:
@@ -87,7 +88,11 @@ def embed_examples(project_id: int, example_ids: list[int]) -> int:
     if project is None or not trains_frozen(project):
         return 0
     texts = list(Example.objects.filter(project=project, id__in=example_ids).values_list("text", flat=True))
-    encoder = base_encoder(project)
+    try:
+        encoder = base_encoder(project)
+    except InvalidInput as error:  # the project's encoder cannot be used now; its next train job says so
+        log.warning("project %s: examples not embedded: %s", project_id, error)
+        return 0
     before = encoder.texts_embedded
     encoder.embed_cached(texts, embedding_cache())
     embedded = encoder.texts_embedded - before

@@ -11,7 +11,8 @@ from rest_framework.authtoken.models import Token
 
 from annotator.errors import InvalidInput
 from annotator.models import LabelClass, Membership, Project, Role, Task
-from annotator.project_settings import stored_settings, validate_settings
+from annotator.project_settings import effective_settings, stored_settings, validate_settings
+from annotator.services.encoders import encoder_settings_check
 
 MAX_LABELS = 1000
 MAX_LABEL_NAME = 100
@@ -51,6 +52,7 @@ def project_create(
         raise InvalidInput(errors)
     names = _validate_labels(labels)
     changes = validate_settings(settings if settings is not None else {})
+    encoder_settings_check(before=effective_settings({}), after=effective_settings(stored_settings({}, changes)))
     with transaction.atomic():
         project = Project.objects.create(name=name.strip(), task=task, settings=stored_settings({}, changes),
                                          created_by=user)
@@ -63,8 +65,11 @@ def project_create(
 
 def project_update_settings(*, project: Project, settings: Any) -> Project:
     """Apply validated changes (all or nothing; a bad value is a 400 naming its field). The row keeps only
-    values that differ from their default (annotator/project_settings.py)."""
-    project.settings = stored_settings(project.settings, validate_settings(settings))
+    values that differ from their default (annotator/project_settings.py). A change of encoder, pooling or
+    max_length is checked against the encoder's directory first (services.encoders)."""
+    stored = stored_settings(project.settings, validate_settings(settings))
+    encoder_settings_check(before=effective_settings(project.settings), after=effective_settings(stored))
+    project.settings = stored
     project.save(update_fields=["settings"])
     return project
 

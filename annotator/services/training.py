@@ -31,15 +31,21 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotator.models import Example, Job, ModelVersion, Project
+from annotator.errors import InvalidInput
+from annotator.models import Job, ModelVersion, Project
 from annotator.selectors.projects import project_labels
-from annotator.services.embeddings import embedding_cache
-from annotator.services.embeddings import encoder_config as _encoder_config
+from annotator.services.embeddings import embedding_cache, encoder_config
 from annotator.services.evaluation import label_matrix, measure_holdout, reported, save_holdout
 from annotator.services.jobs import JobReporter
 from annotator.services.jsonable import jsonable
 from annotator.services.scoring import noise_scores_save, start_scoring
-from annotator.services.snapshot import Snapshot, snapshot_record, split_snapshot, take_snapshot
+from annotator.services.snapshot import (
+    Snapshot,
+    TrainingInputError,
+    snapshot_record,
+    split_snapshot,
+    take_snapshot,
+)
 from annotator.serving import artifact_root, version_dir
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,25 @@ def _writing_files_of(version: ModelVersion, directory: Path) -> Iterator[None]:
             "ARTIFACT_DIR has free space and is writable; the serving version is unchanged") from error
 
 
+def _encoder_config(project: Project):  # noqa: ANN202
+    """The project's encoder config (services.encoders), resolved once per job so that a settings change while it
+    runs cannot mix two encoders in one version; TrainingInputError when the operator no longer lists the
+    encoder, its directory stopped loading, or max_length is above its positions."""
+    try:
+        return encoder_config(project)
+    except InvalidInput as error:
+        raise TrainingInputError(f"{error.errors[0]['message']}; change it in the project's settings (the serving "
+                                 "version is unchanged)") from error
+
+
+def _encoder_record(name: str, base: Any) -> dict[str, Any]:
+    """What a version records of the encoder it was trained from: the allow-listed name and the fingerprint of
+    the base weights plus preprocessing (the embedding cache's key), with the figures shown beside them."""
+    return {"name": name, "fingerprint": base.fingerprint, "hidden_size": base.hidden_size,
+            "parameters": sum(p.numel() for p in base.model.parameters()),
+            "model_type": str(getattr(base.model.config, "model_type", "")), **base.config.preprocessing()}
+
+
 def run_training(job: Job, reporter: JobReporter) -> None:
     """Train, calibrate, find noise, measure on the holdout, store the version; then hand over to scoring,
     whose last chunk decides promotion."""
@@ -72,6 +97,7 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     params = job.params
     reporter(0.01, "snapshot", "taking a snapshot of the current labels", force=True)
     snapshot = take_snapshot(project)
+    encoder_name, base_config = project.setting("encoder"), _encoder_config(project)
     n = len(snapshot.texts)
     production_share = sum(1 for s in snapshot.sources if s == "production") / n
     reporter(0.015, "loading", "loading the ML libraries", force=True)
@@ -96,9 +122,10 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     # A redelivered job (its worker died) leaves a half-made version behind: it never becomes ready.
     ModelVersion.objects.filter(job=job, status=ModelVersion.Status.TRAINING).update(
         status=ModelVersion.Status.FAILED, finished_at=timezone.now())
-    version = _new_version(project, job, snapshot)
+    version = _new_version(project, job, snapshot,
+                           encoder={**base_config.to_dict(), "name": encoder_name, "fingerprint": None})
     cache = embedding_cache()
-    config = TrainConfig(mode=params.get("mode", "auto"), encoder=_encoder_config(project), seed=0,
+    config = TrainConfig(mode=params.get("mode", "auto"), encoder=base_config, seed=0,
                          device=settings.TRAINING_DEVICE)
     mode = config.resolve_mode(n)
     ModelVersion.objects.filter(pk=version.pk).update(mode=mode)
@@ -144,10 +171,13 @@ def run_training(job: Job, reporter: JobReporter) -> None:
 
         # Out-of-sample probabilities for every labeled example (frozen base embeddings, K folds), cleanlab.
         reporter(0.6, "noise", "out-of-sample probabilities and label noise (cleanlab)", force=True)
-        # Frozen: the trained model's encoder is the base one (no second copy to load).
-        base = model.encoder if mode == "frozen" else Encoder(_encoder_config(project))
+        # The project's encoder as the operator listed it, resolved at the job's start (never a version trained
+        # with another one): its fingerprint keys the cache, so a changed encoder, pooling or max_length embeds
+        # everything afresh. Frozen: the trained model's encoder is that base one (no second copy to load).
+        base = model.encoder if mode == "frozen" else Encoder(base_config)
         base_embeddings = base.embed_cached(snapshot.texts, cache)
-        noise_metrics, noise_rows = _label_noise(snapshot, base_embeddings, names, multi)
+        encoder_record = _encoder_record(encoder_name, base)
+        noise_metrics, noise_rows = _label_noise(snapshot, base_embeddings, names, multi, encoder=base_config)
         # Data health: near-duplicate texts with different labels raise suspicion; outliers and classes too
         # small to learn are stored for the Review page (services.health).
         reporter(0.66, "health", "near-duplicates with different labels, outliers and class health", force=True)
@@ -185,7 +215,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
                 shutil.rmtree(directory)
             directory.mkdir(parents=True)
             content_hash = save_artifact(model, directory / "model", metrics=jsonable(metrics),
-                                         extra={"snapshot": snapshot_record(snapshot)}, serving=serving)
+                                         extra={"snapshot": snapshot_record(snapshot), "encoder": encoder_record},
+                                         serving=serving)
             save_holdout(directory, [snapshot.example_ids[i] for i in split.holdout], holdout_labels,
                           holdout_predicted, names, multi)
         # The drift reference must look like what serving will produce: the chosen backend's embeddings.
@@ -216,7 +247,8 @@ def run_training(job: Job, reporter: JobReporter) -> None:
             ModelVersion.objects.filter(pk=version.pk).update(
                 status=ModelVersion.Status.READY, artifact_path=str((directory / "model").relative_to(artifact_root())),
                 content_hash=content_hash, metrics=jsonable(metrics), n_train=len(train_texts),
-                config=jsonable(config.to_dict()), finished_at=timezone.now(),
+                config=jsonable({**config.to_dict(), "encoder": {**config.encoder.to_dict(), **encoder_record}}),
+                finished_at=timezone.now(),
             )
             version.refresh_from_db()
             noise_scores_save(version, noise_rows)
@@ -237,25 +269,26 @@ def run_training(job: Job, reporter: JobReporter) -> None:
     start_scoring(job, version, reporter)
 
 
-def _new_version(project: Project, job: Job, snapshot: Snapshot) -> ModelVersion:
+def _new_version(project: Project, job: Job, snapshot: Snapshot, *, encoder: dict[str, Any]) -> ModelVersion:
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=project.pk)
         number = (ModelVersion.objects.filter(project=project).aggregate(m=Max("number"))["m"] or 0) + 1
         return ModelVersion.objects.create(
             project=project, number=number, job=job, n_train=len(snapshot.texts),
-            snapshot=snapshot_record(snapshot),
+            snapshot=snapshot_record(snapshot), config={"encoder": encoder},
         )
 
 
-def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
-                 multi: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str], multi: bool, *,
+                 encoder: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """cleanlab over K-fold out-of-sample probabilities; one row per labeled example.
 
     Single-label: several views of the labels (logistic regression and kNN on the frozen embeddings, a
     TF-IDF lexical model, and fine-tuned folds where the worker can afford them), each out-of-fold over
     the same folds, mixed with weights that minimise their out-of-fold log loss (training.cv); the metrics
     record each view's log loss, weight and seconds under ``views``. Multi-label: one-vs-rest logistic
-    regression on the frozen embeddings.
+    regression on the frozen embeddings. ``encoder`` (training.encoder.EncoderConfig) is the job's encoder,
+    which the fine-tuned folds start from.
     """
     views_metrics: dict[str, Any] | None = None
     if multi:
@@ -284,8 +317,7 @@ def _label_noise(snapshot: Snapshot, embeddings: np.ndarray, names: list[str],
             on_gpu = False
         cpu_max = int(getattr(settings, "NOISE_FINETUNE_CPU_MAX_EXAMPLES", FINETUNE_CPU_MAX_EXAMPLES))
         if finetune_affordable(len(y), on_gpu=on_gpu, cpu_max=cpu_max):
-            project = Example.objects.select_related("project").get(pk=snapshot.example_ids[0]).project
-            finetune_config = TrainConfig(mode="full", encoder=_encoder_config(project), epochs=2, seed=0,
+            finetune_config = TrainConfig(mode="full", encoder=encoder, epochs=2, seed=0,
                                           device=settings.TRAINING_DEVICE)
         views = label_noise_views(embeddings, snapshot.texts, y, len(names), finetune=finetune_config is not None,
                                   label_names=names, finetune_config=finetune_config)

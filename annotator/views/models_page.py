@@ -115,6 +115,7 @@ def _version_row(version: ModelVersion, project: Project, running_jobs: set[int]
         "history": _history_text(promotion),
         "can_promote": can_promote,
         "promote_label": promote_label,
+        "encoder": model_selectors.version_encoder(version),
     }
 
 

@@ -18,7 +18,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from annotator.errors import Conflict, InvalidInput
 from annotator.models import Job, Project, Role
-from annotator.project_settings import QUEUE_REASONS, TRAIN_MODES
+from annotator.project_settings import POOLINGS, QUEUE_REASONS, TRAIN_MODES, encoder_names
 from annotator.selectors import access
 from annotator.selectors import jobs as job_selectors
 from annotator.selectors import models as model_selectors
@@ -27,6 +27,7 @@ from annotator.selectors import queue as queue_selectors
 from annotator.services import jobs as job_services
 from annotator.services import models as model_services
 from annotator.services import projects as project_services
+from annotator.services.encoders import encoder_describe
 from annotator.views.access import (
     UNPROCESSABLE,
     project_context,
@@ -85,6 +86,23 @@ def _settings_rows(project: Project, values: dict[str, Any] | None = None,
         "train_mode": values.get("train_mode", project.setting("train_mode")),
         "modes": TRAIN_MODES,
         "train_mode_error": errors.get("settings.train_mode"),
+        **_encoder_rows(project, values, errors),
+    }
+
+
+def _encoder_rows(project: Project, values: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    """The encoder and pooling fields, with the saved encoder's figures (services.encoders)."""
+    saved = project.setting("encoder")
+    # A name the operator has since removed stays selectable, so saving other settings does not change it.
+    names = encoder_names() if saved in encoder_names() else [saved, *encoder_names()]
+    return {
+        "encoder": values.get("encoder", saved),
+        "encoders": names,
+        "encoder_error": errors.get("settings.encoder"),
+        "encoder_info": encoder_describe(saved),
+        "pooling": values.get("pooling", project.setting("pooling")),
+        "poolings": POOLINGS,
+        "pooling_error": errors.get("settings.pooling"),
     }
 
 
@@ -194,6 +212,9 @@ def _settings_from_form(request: HttpRequest) -> tuple[dict[str, Any], dict[str,
     values["show_suggestions"] = request.POST.get("show_suggestions") == "on"
     values["guidelines"] = request.POST.get("guidelines", "").replace("\r\n", "\n")
     values["train_mode"] = request.POST.get("train_mode", "auto")
+    for name in ("encoder", "pooling"):  # absent from the form: left as saved
+        if name in request.POST:
+            values[name] = request.POST[name]
     return values, errors
 
 

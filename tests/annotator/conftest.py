@@ -155,3 +155,30 @@ def as_annotator(api_client: Callable[[Any], APIClient], annotator: Any) -> APIC
 @pytest.fixture
 def as_outsider(api_client: Callable[[Any], APIClient], outsider: Any) -> APIClient:
     return api_client(outsider)
+
+
+# --- encoders (issue 16: the project setting `encoder`) ------------------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_encoder_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Tiny BERT directories built once per session (tests/tiny_bert.py): two working ones with different weights,
+    and three broken ones (no config.json, no tokenizer files, no weights)."""
+    from tests.tiny_bert import tiny_bert
+
+    root = tmp_path_factory.mktemp("encoders")
+    no_config = root / "no-config"
+    no_config.mkdir()
+    (no_config / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    return {
+        "tiny": str(tiny_bert(root / "tiny", seed=0)),
+        "tiny-b": str(tiny_bert(root / "tiny-b", seed=1)),
+        "no-config": str(no_config),
+        "no-tokenizer": str(tiny_bert(root / "no-tokenizer", tokenizer=False)),
+        "no-weights": str(tiny_bert(root / "no-weights", weights=False)),
+    }
+
+
+@pytest.fixture
+def tiny_encoders(settings: Any, tiny_encoder_dirs: dict[str, str]) -> dict[str, str]:
+    """The operator lists the tiny encoders beside the bundled MiniLM (settings.ENCODERS) for this test."""
+    settings.ENCODERS = {**settings.ENCODERS, **tiny_encoder_dirs}
+    return tiny_encoder_dirs

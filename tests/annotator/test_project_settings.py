@@ -83,3 +83,14 @@ def test_the_migration_froze_the_defaults_of_its_time():
     migration = importlib.import_module("annotator.migrations.0007_settings_only_changes")
 
     assert set(migration.DEFAULTS) <= set(project_settings.BY_NAME)
+
+
+def test_the_pooling_choices_are_the_encoders():
+    from training.encoder import POOLINGS
+
+    assert project_settings.POOLINGS == POOLINGS
+
+
+def test_the_default_encoder_is_always_listed(settings):
+    assert project_settings.default("encoder") == settings.DEFAULT_ENCODER
+    assert project_settings.default("encoder") in settings.ENCODERS

@@ -7,7 +7,9 @@ The places in ``annotator/`` that build a path from request data or database val
   reference and the pool embeddings;
 - the export's download name (the project id only) and the upload on the import page (read in memory or
   into Django's randomly named temporary file; the client's file name is only shown).
-Everything else under ``annotator/`` opens paths from settings or the command line of an operator.
+Everything else under ``annotator/`` opens paths from settings or the command line of an operator: the project
+setting ``encoder`` is a name looked up in settings.ENCODERS, never a path (tests/annotator/api/test_project_encoder.py
+shows a listed directory's path given as the name is refused).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from annotator.services.snapshot import Snapshot
-from annotator.services.training import _label_noise
+from annotator.services.training import _encoder_config, _label_noise
 from tests.training.test_cv_views import planted_noise_fixture
 
 NAMES = ["sports", "food", "tech"]
@@ -30,7 +30,7 @@ def test_single_label_noise_mixes_the_views_and_records_them(settings: Any) -> N
     texts, embeddings, _, given, flipped = planted_noise_fixture()
 
     # When the noise stage runs
-    metrics, rows = _label_noise(_snapshot(texts, given), embeddings, NAMES, False)
+    metrics, rows = _label_noise(_snapshot(texts, given), embeddings, NAMES, False, encoder=None)
 
     # Then the metrics say which views were mixed, how well each predicted the labels, and at what cost
     views = metrics["views"]
@@ -76,7 +76,8 @@ def test_fine_tuned_folds_join_under_the_cpu_cap_with_the_projects_preprocessing
     monkeypatch.setattr(training.train, "train_classifier", fake_train)
 
     # When the noise stage runs
-    metrics, _ = _label_noise(_snapshot(texts, given, [e.id for e in examples]), embeddings, NAMES, False)
+    metrics, _ = _label_noise(_snapshot(texts, given, [e.id for e in examples]), embeddings, NAMES, False,
+                              encoder=_encoder_config(project))
 
     # Then fine-tuned folds are a fourth view, trained with the project's preprocessing on the worker's device
     assert set(metrics["views"]) == {"frozen_lr", "knn", "tfidf", "finetuned"}
