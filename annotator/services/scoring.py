@@ -168,13 +168,17 @@ def _pool_is_stored(version: ModelVersion, ids: list[int]) -> bool:
 
 def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
     """Score one chunk (idempotent: rows are upserted) and count it; the last chunk starts the rebuild."""
-    score_job = Job.objects.select_related("project").get(pk=score_job_id)
+    # A scoring job's params hold every chunk's ids (for the sweeper): megabytes at a million examples, so
+    # each chunk reads the two numbers it needs and never loads them.
+    score_job = Job.objects.defer("params").get(pk=score_job_id)
+    version_id, total = Job.objects.filter(pk=score_job_id).values_list(
+        "params__model_version_id", "params__chunks").get()
     if score_job.status in Job.FINISHED:
         return
     if score_job.cancel_requested:
         _cancel_scoring(score_job)
         return
-    version = ModelVersion.objects.select_related("project").get(pk=score_job.params["model_version_id"])
+    version = ModelVersion.objects.select_related("project").get(pk=version_id)
     project = version.project
     rows = list(Example.objects.filter(id__in=example_ids).order_by("id").values_list("id", "text"))
     predictor = predictor_for(version)
@@ -187,10 +191,10 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
     with transaction.atomic():
         save_scores(version, scores)
         pool_embeddings_save(version, index, [pk for pk, _ in rows], prediction.embeddings)
-        job = Job.objects.select_for_update().get(pk=score_job_id)
+        job = Job.objects.select_for_update().defer("params").get(pk=score_job_id)
         done = set(job.result.get("done", []))
         done.add(index)
-        total = int(job.params["chunks"])
+        total = int(total)
         job.result = {**job.result, "done": sorted(done), "done_chunks": len(done)}
         job.progress = len(done) / max(total, 1)
         job.heartbeat_at = timezone.now()
