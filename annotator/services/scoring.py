@@ -52,11 +52,14 @@ def _uncertainty(probs: np.ndarray, multi: bool) -> tuple[np.ndarray, np.ndarray
 def score_rows(version: ModelVersion, example_ids: list[int], probs: np.ndarray, predicted: list[Any],
                 multi: bool) -> list[ExampleScore]:
     confidence, entropy, margin = _uncertainty(probs, multi)
+    # Plain values in bulk (a chunk is 20,000 rows): the version by id, never through the related descriptor.
+    rounded = np.round(probs, 6).tolist()
+    confidence, entropy, margin = confidence.tolist(), entropy.tolist(), margin.tolist()
     return [
         ExampleScore(
-            example_id=example_id, model_version=version, probs=[round(float(p), 6) for p in probs[i]],
-            predicted=predicted[i] if multi else [predicted[i]], confidence=float(confidence[i]),
-            entropy=float(entropy[i]), margin=float(margin[i]),
+            example_id=example_id, model_version_id=version.pk, probs=rounded[i],
+            predicted=predicted[i] if multi else [predicted[i]], confidence=confidence[i],
+            entropy=entropy[i], margin=margin[i],
         )
         for i, example_id in enumerate(example_ids)
     ]
@@ -180,7 +183,7 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
         return
     version = ModelVersion.objects.select_related("project").get(pk=version_id)
     project = version.project
-    rows = list(Example.objects.filter(id__in=example_ids).order_by("id").values_list("id", "text"))
+    rows = _texts_of(example_ids)
     predictor = predictor_for(version)
     # Stored vectors are read (a frozen encoder's pool is embedded once, ever); the rest are embedded and kept.
     # A fine-tuned version's vectors are its own: kept, they would only fill the cache.
@@ -206,6 +209,15 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
         last = len(done) == total
     if last:
         finish_scoring(score_job_id)
+
+
+def _texts_of(example_ids: list[int]) -> list[tuple[int, str]]:
+    """(id, text) of the examples in id order; on PostgreSQL one array parameter, not 20,000 placeholders."""
+    if not is_postgres():
+        return list(Example.objects.filter(id__in=example_ids).order_by("id").values_list("id", "text"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, text FROM annotator_example WHERE id = ANY(%s) ORDER BY id", [list(example_ids)])
+        return cursor.fetchall()
 
 
 def _cancel_scoring(score_job: Job) -> None:
