@@ -25,7 +25,7 @@ class TeamMemberOut(serializers.Serializer):
                   "(review decisions), import, and any other annotation kind under its own name",
     )
     median_seconds = serializers.FloatField(
-        allow_null=True, help_text="median gap between their consecutive answers (imports aside), gaps over "
+        allow_null=True, help_text="median gap between their consecutive answers (imports and reviews aside), gaps over "
                                    "break_seconds left out; no lease start is stored per answer",
     )
     timed_answers = serializers.IntegerField(help_text="gaps the median is over")

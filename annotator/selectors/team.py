@@ -54,7 +54,7 @@ _GAPS = """
         SELECT a.user_id, a.created_at,
                LAG(a.created_at) OVER (PARTITION BY a.user_id ORDER BY a.created_at, a.id) AS previous
         FROM annotator_annotation a JOIN annotator_example e ON e.id = a.example_id
-        WHERE e.project_id = %s AND a.kind <> 'import'
+        WHERE e.project_id = %s AND a.kind NOT IN ('import', 'review')
     ), gaps AS (
         SELECT user_id, {gap} AS gap FROM answers WHERE previous IS NOT NULL
     )
@@ -64,9 +64,10 @@ _SQLITE_GAP = "(julianday(created_at) - julianday(previous)) * 86400.0"
 
 
 def _seconds_per_item(project: Project) -> dict[int, dict[str, Any]]:
-    """User id -> ``{"median_seconds", "timed"}``: the median gap between consecutive answers (imports aside)
-    up to :data:`BREAK_SECONDS`, and how many gaps that median is over. PostgreSQL takes the median itself;
-    SQLite (the embedded default) hands back the gaps."""
+    """User id -> ``{"median_seconds", "timed"}``: the median gap between consecutive answers up to
+    :data:`BREAK_SECONDS`, and how many gaps that median is over. Imports and review decisions are left out:
+    both are written many at a time, so their gaps say nothing of the time an item takes. PostgreSQL takes
+    the median itself; SQLite (the embedded default) hands back the gaps."""
     out: dict[int, dict[str, Any]] = {}
     with connection.cursor() as cursor:
         if is_postgres():
@@ -133,6 +134,12 @@ def _overlap(project: Project) -> tuple[list[dict[str, tuple[str, ...]]], list[t
     return answers, references
 
 
+def _rounded(value: float | None) -> float | None:
+    """Six decimals: 13/40 computed in floating point reads 0.325, not 0.32499999999999996 (which a page
+    would round down)."""
+    return None if value is None else round(value, 6)
+
+
 def team_report(project: Project) -> dict[str, Any]:
     """Per annotator and for the team; see the module docstring. ``annotators`` lists every member and
     everyone who answered, by username; ``pairs`` holds Cohen's kappa per pair of annotators (usernames)."""
@@ -178,12 +185,13 @@ def team_report(project: Project) -> dict[str, Any]:
         "annotators": rows,
         "answer_kinds": kinds,
         "pairs": sorted(
-            ({**pair, "a": min(a, b), "b": max(a, b)}
+            ({**pair, "a": min(a, b), "b": max(a, b), "kappa": _rounded(pair["kappa"]),
+              "agreement": _rounded(pair["agreement"])}
              for pair in pairs
              for a, b in [(names.get(int(pair["a"]), pair["a"]), names.get(int(pair["b"]), pair["b"]))]),
             key=lambda pair: (pair["a"], pair["b"]),
         ),
-        "fleiss_kappa": team_fleiss_kappa(answers),
+        "fleiss_kappa": _rounded(team_fleiss_kappa(answers)),
         "overlap_items": len(answers),
         "overlap_sample": TEAM_SAMPLE,
         "break_seconds": BREAK_SECONDS,
