@@ -16,7 +16,7 @@ from django.db import connection
 from django.db.models import Count, JSONField, OuterRef, Q, Subquery
 
 from annotator.db import in_chunks, is_postgres
-from annotator.models import Annotation, AnnotationKind, ExampleLabel, Membership, Project, QueueItem
+from annotator.models import Annotation, AnnotationKind, Example, ExampleLabel, Membership, Project, QueueItem
 from annotator.selectors.consensus import overlapping_examples
 from training.agreement import (
     cohen_kappa_pairs,
@@ -53,12 +53,13 @@ _GAPS = """
     WITH answers AS (
         SELECT a.user_id, a.created_at,
                LAG(a.created_at) OVER (PARTITION BY a.user_id ORDER BY a.created_at, a.id) AS previous
-        FROM annotator_annotation a JOIN annotator_example e ON e.id = a.example_id
+        FROM {annotation} a JOIN {example} e ON e.id = a.example_id
         WHERE e.project_id = %s AND a.kind NOT IN ('import', 'review')
     ), gaps AS (
         SELECT user_id, {gap} AS gap FROM answers WHERE previous IS NOT NULL
     )
 """
+_TABLES = {"annotation": Annotation._meta.db_table, "example": Example._meta.db_table}
 _PG_GAP = "EXTRACT(EPOCH FROM created_at - previous)"
 _SQLITE_GAP = "(julianday(created_at) - julianday(previous)) * 86400.0"
 
@@ -71,19 +72,21 @@ def _seconds_per_item(project: Project) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
     with connection.cursor() as cursor:
         if is_postgres():
-            cursor.execute(_GAPS.format(gap=_PG_GAP) + """
+            cursor.execute(_GAPS.format(gap=_PG_GAP, **_TABLES) + """
                 SELECT user_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), COUNT(*)
                 FROM gaps WHERE gap BETWEEN 0 AND %s GROUP BY user_id""", [project.id, BREAK_SECONDS])
             for user_id, median, n in cursor.fetchall():
-                out[user_id] = {"median_seconds": float(median), "timed": n}
+                out[user_id] = {"median_seconds": round(float(median), 3), "timed": n}
             return out
-        cursor.execute(_GAPS.format(gap=_SQLITE_GAP) + "SELECT user_id, gap FROM gaps", [project.id])
+        cursor.execute(_GAPS.format(gap=_SQLITE_GAP, **_TABLES) + "SELECT user_id, gap FROM gaps", [project.id])
         gaps: dict[int, list[float]] = defaultdict(list)
         for user_id, gap in cursor.fetchall():
             gaps[user_id].append(float(gap))
     for user_id, values in gaps.items():
         kept = [g for g in values if 0 <= g <= BREAK_SECONDS]
-        out[user_id] = {"median_seconds": median_answer_seconds(kept, cap=BREAK_SECONDS), "timed": len(kept)}
+        median = median_answer_seconds(kept, cap=BREAK_SECONDS)
+        # julianday() is a float of days: keep milliseconds, not its rounding noise.
+        out[user_id] = {"median_seconds": None if median is None else round(median, 3), "timed": len(kept)}
     return out
 
 

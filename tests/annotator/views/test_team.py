@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 
@@ -138,3 +144,19 @@ def test_an_empty_project_says_so(project, reviewer, page_client):
 
     assert "No two annotators answered the same item yet" in html
     assert "No Fleiss&#x27; kappa yet" in html or "No Fleiss' kappa yet" in html
+
+
+def test_the_report_on_the_embedded_sqlite_default(tmp_path):
+    """SQLite has no percentile_cont: the median time per item is taken from the gaps in Python there."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(DATA_DIR=str(tmp_path), ARTIFACT_DIR=str(tmp_path / "artifacts"), SECRET_KEY="test-only-secret")
+    done = subprocess.run([sys.executable, "-m", "tests.annotator.team_sqlite"], cwd=Path(__file__).resolve().parents[3],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert outcome["fleiss_kappa"] == pytest.approx(team_rows.FLEISS)
+    assert {name: outcome["median_seconds"][name] for name in team_rows.MEDIAN_SECONDS} == pytest.approx(
+        team_rows.MEDIAN_SECONDS)
+    assert outcome["median_seconds"]["rita"] is None
+    assert outcome["changed"]["anna"] == 1 and outcome["changed"]["ben"] == 0
