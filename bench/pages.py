@@ -203,6 +203,7 @@ def measure(repeat: int) -> list[dict[str, object]]:
         ("review: noise report", reviewer, "get", reverse("review", args=[pid]), {}),
         ("review: one class, page 5", reviewer, "get", reverse("review", args=[pid]) + "?label=sport&page=5", htmx),
         ("review: agreement", reviewer, "get", reverse("agreement", args=[pid]), {}),
+        ("team", reviewer, "get", reverse("team", args=[pid]), {}),
         ("models", reviewer, "get", reverse("models", args=[pid]), {}),
         ("drift", reviewer, "get", reverse("drift", args=[pid]), {}),
         ("import", reviewer, "get", reverse("import", args=[pid]), {}),

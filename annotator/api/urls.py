@@ -61,3 +61,9 @@ urlpatterns += [
     path(W + "<int:webhook_id>/deliveries/<int:delivery_id>/redeliver/", webhooks.WebhookRedeliverApi.as_view(),
          name="api-webhook-redeliver"),
 ]
+
+from annotator.api import team  # noqa: E402
+
+urlpatterns += [
+    path("projects/<int:project_id>/team/", team.ProjectTeamApi.as_view(), name="api-project-team"),
+]

@@ -26,6 +26,7 @@ NAV = (
     ("review", "Review", "review", Role.REVIEWER),
     ("models", "Models", "models", Role.REVIEWER),
     ("drift", "Drift", "drift", Role.REVIEWER),
+    ("team", "Team", "team", Role.REVIEWER),
     ("data", "Import/Export", "import", Role.REVIEWER),
 )
 

@@ -423,3 +423,47 @@ def reliability_diagram(
     _legend(out, [name for name, _, _ in series], frame.left, 14, dashed=[d for _, _, d in series])
     out.append("</svg>")
     return mark_safe("".join(out))  # noqa: S308 - every text above is escaped
+
+
+def kappa_heatmap(names: Sequence[str], kappas: dict[tuple[str, str], tuple[float | None, int]], *,
+                  title: str, empty: str = "No two annotators answered the same item yet") -> SafeString:
+    """A symmetric matrix of Cohen's kappa per pair: blue for agreement beyond chance, vermillion for below,
+    grey where the pair shared no item or kappa is undefined; the value and the shared items in the tooltip."""
+    if len(names) < 2 or not kappas:
+        return _empty(title, empty)
+    k = len(names)
+    cell = max(24, min(48, 400 // k))
+    label_w = min(150, 16 + 7 * max(len(name) for name in names))
+    top = 20 + min(110, 10 + 6 * max(len(name) for name in names))
+    width, height = label_w + cell * k + 16, top + cell * k + 12
+    frame = _Frame(width, height, left=label_w, top=top, bottom=12)
+    out = _open(frame, title, f"Cohen's kappa for each pair of {k} annotators over the items both answered")
+    for j, name in enumerate(names):
+        x = label_w + cell * (j + 0.5)
+        out.append(f'<text transform="translate({_num(x + 4)} {top - 6}) rotate(-50)" fill="{MUTED}">'
+                   f'{escape(name)}</text>')
+    for i, row_name in enumerate(names):
+        y = top + cell * i
+        out.append(f'<text x="{label_w - 6}" y="{_num(y + cell / 2 + 4)}" text-anchor="end" fill="{MUTED}">'
+                   f'{escape(row_name)}</text>')
+        for j, col_name in enumerate(names):
+            x = label_w + cell * j
+            if i == j:
+                out.append(f'<rect x="{x}" y="{y}" width="{cell - 1}" height="{cell - 1}" fill="#f6f8fa"/>')
+                continue
+            kappa, n = kappas.get((row_name, col_name), kappas.get((col_name, row_name), (None, 0)))
+            if kappa is None:
+                fill, text, tip = "#eceff2", "—", f"{row_name} and {col_name}: {n} shared item(s), no kappa"
+            else:
+                target = (0x00, 0x72, 0xB2) if kappa >= 0 else (0xD5, 0x5E, 0x00)
+                s = min(1.0, abs(kappa)) ** 0.8
+                r, g, b = (round(255 + (t - 255) * s) for t in target)
+                fill, text = f"#{r:02x}{g:02x}{b:02x}", f"{kappa:.2f}"
+                tip = f"{row_name} and {col_name}: kappa {kappa:.2f} over {n} shared item(s)"
+            ink = "#fff" if kappa is not None and abs(kappa) > 0.55 else INK
+            out.append(f'<rect x="{x}" y="{y}" width="{cell - 1}" height="{cell - 1}" fill="{fill}">'
+                       f'<title>{escape(tip)}</title></rect>')
+            out.append(f'<text x="{_num(x + cell / 2)}" y="{_num(y + cell / 2 + 4)}" text-anchor="middle" '
+                       f'fill="{ink}" pointer-events="none">{text}</text>')
+    out.append("</svg>")
+    return mark_safe("".join(out))  # noqa: S308 - every text above is escaped

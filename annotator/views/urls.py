@@ -46,3 +46,9 @@ urlpatterns += [
     path(P + "webhooks/deliveries/<int:delivery_id>/redeliver/", webhooks.webhook_redeliver,
          name="webhook-redeliver"),
 ]
+
+from annotator.views import team  # noqa: E402
+
+urlpatterns += [
+    path(P + "team/", team.team, name="team"),
+]

@@ -133,6 +133,9 @@ CASES = [
     Case(P + "noise-report/conflicts/settle/", "post", "/api/v1/projects/{p}/noise-report/conflicts/settle/",
          REVIEWERS_OK, body=lambda name, ids: {"example_ids": [ids["x"]], "label": "positive"}, writes=True),
     Case(P + "health/", "get", "/api/v1/projects/{p}/health/", REVIEWERS_OK),
+    # Annotators are refused the team: it compares each person with the others (docs/api.md).
+    Case(P + "team/", "get", "/api/v1/projects/{p}/team/", REVIEWERS_OK),
+    Case(P + "team/", "get", "/api/v1/projects/{q}/team/", by_role(404, 404, 404, 200, 401), variant="another project"),
     Case(P + "drift/", "get", "/api/v1/projects/{p}/drift/", REVIEWERS_OK),
     Case(P + "webhooks/", "get", "/api/v1/projects/{p}/webhooks/", ADMINS_OK),
     Case(P + "webhooks/", "post", "/api/v1/projects/{p}/webhooks/", by_role(201, 403, 403, 404, 401),

@@ -116,6 +116,9 @@ PAGES = [
     Page(PR + "models/<int:model_id>/promote/", "post", "model-promote", ("p", "q_model"),
          by_role(404, 404, 404, 404), variant="a version of another project"),
     Page(PR + "drift/", "get", "drift", ("p",), REVIEWERS_OK),
+    # The team page compares each person with the others: reviewers and admins only, an annotator gets 404.
+    Page(PR + "team/", "get", "team", ("p",), REVIEWERS_OK),
+    Page(PR + "team/", "get", "team", ("q",), by_role(404, 404, 404, 200), variant="another project"),
     Page(PR + "import/", "get", "import", ("p",), REVIEWERS_OK),
     Page(PR + "import/", "post", "import", ("p",), by_role(422, 422, 404, 404), variant="no file"),
     Page(PR + "export/", "get", "export", ("p",), REVIEWERS_OK),
