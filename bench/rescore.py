@@ -98,17 +98,21 @@ def main() -> None:
     labels = [label for _ in range(17) for label in LABELS]
     model = train_classifier(texts[:40], labels[:40], LABELS, config=TrainConfig(
         mode="frozen", encoder=EncoderConfig(max_length=64), seed=0), val_texts=texts[40:], val_labels=labels[40:])
-    job = job_create(project=project, kind=Job.Kind.TRAIN, params={"mode": "frozen"})
-    version = ModelVersion.objects.create(project=project, number=1, job=job, n_train=40, mode="frozen",
-                                          status=ModelVersion.Status.TRAINING)
-    directory = version_dir(version)
-    directory.mkdir(parents=True)
-    content_hash = save_artifact(model, directory / "model", metrics={})
-    ModelVersion.objects.filter(pk=version.pk).update(
-        status=ModelVersion.Status.READY, content_hash=content_hash,
-        artifact_path=str((directory / "model").relative_to(artifact_root())))
-    version.refresh_from_db()
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, result={"model_version_id": version.id})
+    def stored_version(number: int) -> tuple[Job, ModelVersion]:
+        job = job_create(project=project, kind=Job.Kind.TRAIN, params={"mode": "frozen"})
+        version = ModelVersion.objects.create(project=project, number=number, job=job, n_train=40, mode="frozen",
+                                              status=ModelVersion.Status.TRAINING)
+        directory = version_dir(version)
+        directory.mkdir(parents=True)
+        content_hash = save_artifact(model, directory / "model", metrics={})
+        ModelVersion.objects.filter(pk=version.pk).update(
+            status=ModelVersion.Status.READY, content_hash=content_hash,
+            artifact_path=str((directory / "model").relative_to(artifact_root())))
+        version.refresh_from_db()
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, result={"model_version_id": version.id})
+        return job, version
+
+    job, version = stored_version(1)
     results["version_s"] = time.perf_counter() - t0
 
     # 2. The pool and its stored vectors.
@@ -138,41 +142,48 @@ def main() -> None:
     results["cache_fill_s"] = time.perf_counter() - t0
     results["cache_mb"] = cache.path.stat().st_size / 2**20
 
-    # 3. The scoring job through Celery.
-    worker = subprocess.Popen(celery_worker_command("rescore", queues="scoring,default", concurrency=args.workers),
-                              cwd=ROOT, env=env)
-    try:
-        time.sleep(8)  # the worker's start (Django, then the first task loads the version)
+    # 3. The scoring jobs through Celery: v1 reads the embedding cache; v2 (the same encoder: a frozen-mode
+    # retrain) reads v1's saved pool vectors by id.
+    def score(job: Job, version: ModelVersion, worker_pid: int) -> dict:
         t0 = time.perf_counter()
         start_scoring(job, version, JobReporter(job))
         score_job = Job.objects.get(parent=job, kind=Job.Kind.SCORE)
         rss = 0.0
         while True:
             score_job.refresh_from_db()
-            rss = max(rss, peak_rss_mb(worker.pid))
+            rss = max(rss, peak_rss_mb(worker_pid))
             if score_job.status in Job.FINISHED:
                 break
             time.sleep(0.5)
         wall = time.perf_counter() - t0
-        rss = max(rss, peak_rss_mb(worker.pid))
+        assert score_job.status == Job.Status.SUCCEEDED, score_job.message
+        scored = ExampleScore.objects.filter(model_version=version).count()
+        assert scored == args.pool, f"{scored} of {args.pool} scored"
+        return {"wall_s": wall, "chunks": score_job.params["chunks"], "scored": scored,
+                "worker_peak_rss_mb": max(rss, peak_rss_mb(worker_pid)), "texts_per_s": args.pool / wall}
+
+    worker = subprocess.Popen(celery_worker_command("rescore", queues="scoring", concurrency=args.workers),
+                              cwd=ROOT, env=env)
+    try:
+        time.sleep(8)  # the worker's start
+        results["from_cache"] = score(job, version, worker.pid)
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)  # no rebuild here: the next may start
+        job2, version2 = stored_version(2)
+        results["from_prior_version"] = score(job2, version2, worker.pid)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    assert score_job.status == Job.Status.SUCCEEDED, score_job.message
-    scored = ExampleScore.objects.filter(model_version=version).count()
-    assert scored == args.pool, f"{scored} of {args.pool} scored"
-    results["scoring"] = {"job_total_s": score_job.timings.get("total_s"), "wall_s": wall,
-                          "chunks": score_job.params["chunks"], "scored": scored, "worker_peak_rss_mb": rss,
-                          "texts_per_s": args.pool / wall}
 
+    c, p = results["from_cache"], results["from_prior_version"]
     lines = [f"Frozen-mode rescoring ({results['machine']}, {results['date']}; {args.pool:,} stored embeddings, "
-             f"{args.workers} Celery worker process(es))", "", "| measure | value |", "| --- | ---: |",
-             f"| scoring job, first chunk sent to last chunk saved (s) | {wall:.1f} |",
-             f"| chunks | {results['scoring']['chunks']} |",
-             f"| texts per second | {results['scoring']['texts_per_s']:,.0f} |",
-             f"| worker peak RSS (MB) | {rss:,.0f} |",
-             f"| setup: pool insert / cache fill (s), cache size (MB) | {results['pool_insert_s']:.0f} / "
-             f"{results['cache_fill_s']:.0f}, {results['cache_mb']:,.0f} |"]
+             f"{args.workers} Celery worker process(es))", "",
+             "| measure | v1: vectors from the embedding cache | v2: vectors of v1 by id |", "| --- | ---: | ---: |",
+             f"| scoring job, first chunk sent to last chunk saved (s) | {c['wall_s']:.1f} | {p['wall_s']:.1f} |",
+             f"| chunks | {c['chunks']} | {p['chunks']} |",
+             f"| texts per second | {c['texts_per_s']:,.0f} | {p['texts_per_s']:,.0f} |",
+             f"| worker peak RSS (MB) | {c['worker_peak_rss_mb']:,.0f} | {p['worker_peak_rss_mb']:,.0f} |",
+             "", f"Setup: pool insert {results['pool_insert_s']:.0f} s, cache fill {results['cache_fill_s']:.0f} s "
+             f"({results['cache_mb']:,.0f} MB)."]
     print("\n".join(lines))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))

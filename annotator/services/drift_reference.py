@@ -42,9 +42,10 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
+from annotator.db import IdDigest
 from annotator.models import Example, ExampleScore, ModelVersion, Source
 from annotator.selectors.projects import project_labels
-from annotator.services.pool_embeddings import load_pool_embeddings
+from annotator.services.pool_embeddings import pool_embeddings_for
 from annotator.serving import predictor_for, version_dir
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,8 @@ def drift_reference_update(*, version: ModelVersion) -> dict[str, Any] | None:
     """Build and save the pool reference of ``version`` from what its scoring job stored.
 
     Call it once the scoring job has scored every chunk. Reads the ExampleScore rows of the version
-    without ``label_quality`` (the unlabeled examples it scored) whose example is not a production sample
-    and whose pool embedding was saved, takes a deterministic sample of up to ``POOL_SAMPLE`` of them and
+    without ``label_quality`` (the unlabeled examples it scored) whose example is not a production sample,
+    takes a deterministic sample of up to ``POOL_SAMPLE`` of them (by a hash of the id, in SQL) and
     combines their summary with the labeled validation split's (see the module docstring). Idempotent: a
     second call writes the same reference (only ``built_at`` changes).
 
@@ -129,23 +130,24 @@ def drift_reference_update(*, version: ModelVersion) -> dict[str, Any] | None:
     from training.drift_reference import DriftReference, build_drift_reference, combine_drift_references
 
     project = version.project
-    rows = list(
-        ExampleScore.objects.filter(model_version=version, label_quality__isnull=True)
-        .exclude(example__source=Source.PRODUCTION)
-        .order_by("example_id")
-        .values_list("example_id", "probs")
-    )
-    embeddings = load_pool_embeddings(version) if rows else {}
-    rows = [(example_id, probs) for example_id, probs in rows if example_id in embeddings]
-    n_pool = len(rows)
+    pool_scores = (ExampleScore.objects.filter(model_version=version, label_quality__isnull=True)
+                   .exclude(example__source=Source.PRODUCTION))
+    n_pool = pool_scores.count()
     if n_pool < MIN_POOL:
         log.info("drift reference of v%s: pool of %s examples, keeping the labeled split", version.number, n_pool)
         return None
-
-    rng = np.random.default_rng(0)
-    chosen = np.sort(rng.choice(n_pool, size=min(n_pool, POOL_SAMPLE), replace=False))
-    ids = [rows[i][0] for i in chosen]
-    probs = np.array([rows[i][1] for i in chosen], dtype=np.float64)
+    # A deterministic sample drawn in SQL (the order of a hash of the id), so a pool of a million examples
+    # costs the sample's rows and embeddings, never the pool's.
+    rows = sorted(pool_scores.order_by(IdDigest("drift-pool:", "example_id"), "example_id")
+                  .values_list("example_id", "probs")[:POOL_SAMPLE])
+    ids = [example_id for example_id, _ in rows]
+    found = pool_embeddings_for(version, ids)
+    if found is None:
+        log.info("drift reference of v%s: the pool's embeddings were not all saved; keeping the labeled split",
+                 version.number)
+        return None
+    embeddings = dict(zip(ids, found, strict=True))
+    probs = np.array([p for _, p in rows], dtype=np.float64)
     text_of = dict(Example.objects.filter(id__in=ids).values_list("id", "text"))
     texts = [text_of[i] for i in ids]
 

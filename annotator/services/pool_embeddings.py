@@ -17,10 +17,14 @@ from annotator.models import ModelVersion
 from annotator.serving import version_dir
 
 
-def pool_embeddings_save(version: ModelVersion, index: int, ids: list[int], embeddings: np.ndarray) -> None:
-    """One scored chunk's embeddings (float16), beside the version's artifact."""
+def pool_embeddings_save(version: ModelVersion, index: int, ids: list[int], embeddings: np.ndarray,
+                         key: str | None = None) -> None:
+    """One scored chunk's embeddings (float16), beside the version's artifact; ``key`` names whose vectors they
+    are (the predictor's embedding key), so a later version with the same key reads them by id."""
     directory = version_dir(version) / "pool-embeddings"
     directory.mkdir(parents=True, exist_ok=True)
+    if key is not None and not (directory / "key.txt").is_file():
+        (directory / "key.txt").write_text(key)
     np.savez(directory / f"chunk-{index:05d}.npz", ids=np.asarray(ids, dtype=np.int64),
              embeddings=embeddings.astype(np.float16))
 
@@ -37,15 +41,24 @@ def load_pool_embeddings(version: ModelVersion) -> dict[int, np.ndarray]:
 
 def pool_embeddings_for(version: ModelVersion, ids: Sequence[int]) -> np.ndarray | None:
     """The embeddings of ``ids`` as ``version`` scored them, one row per id in the order given (float16, shape
-    ``(len(ids), d)``); None when any of them has none.
+    ``(len(ids), d)``); None when any of them has none."""
+    found, rows = pool_embedding_rows(version, ids)
+    if rows is None or not found.all():
+        return None
+    return rows
+
+
+def pool_embedding_rows(version: ModelVersion, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Which of ``ids`` ``version`` saved embeddings of (a bool per id) and those rows (float16, one per id in
+    the order given, zeros where none; None when it saved none of them).
 
     Reads one chunk file at a time and, of each, the ids and then only the rows asked for: ``np.savez`` stores
     its arrays uncompressed, so a chunk's embeddings are memory-mapped in place and the rows copied out."""
     unique, inverse = np.unique(np.asarray(ids, dtype=np.int64), return_inverse=True)
-    if unique.size == 0:
-        return None
-    out: np.ndarray | None = None
     found = np.zeros(unique.size, dtype=bool)
+    if unique.size == 0:
+        return found, None
+    out: np.ndarray | None = None
     for path in sorted((version_dir(version) / "pool-embeddings").glob("chunk-*.npz")):
         with np.load(path) as data:
             chunk_ids = data["ids"]
@@ -58,9 +71,13 @@ def pool_embeddings_for(version: ModelVersion, ids: Sequence[int]) -> np.ndarray
             out = np.zeros((unique.size, rows.shape[1]), dtype=np.float16)
         out[where[hit]] = rows
         found[where[hit]] = True
-    if out is None or not found.all():
-        return None
-    return out[inverse]
+    return found[inverse], None if out is None else out[inverse]
+
+
+def pool_embeddings_key(version: ModelVersion) -> str | None:
+    """The embedding key (training.predictor.embedding_key) of the vectors ``version``'s scoring saved."""
+    path = version_dir(version) / "pool-embeddings" / "key.txt"
+    return path.read_text().strip() if path.is_file() else None
 
 
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}

@@ -27,7 +27,7 @@ from annotator.services.drift_reference import drift_reference_update
 from annotator.services.embeddings import embedding_cache
 from annotator.services.jobs import JobReporter, job_create, job_finish, job_finish_first
 from annotator.services.models import decide_promotion
-from annotator.services.pool_embeddings import pool_embeddings_save
+from annotator.services.pool_embeddings import pool_embedding_rows, pool_embeddings_key, pool_embeddings_save
 from annotator.serving import predictor_for
 
 log = logging.getLogger(__name__)
@@ -185,15 +185,13 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
     project = version.project
     rows = _texts_of(example_ids)
     predictor = predictor_for(version)
-    # Stored vectors are read (a frozen encoder's pool is embedded once, ever); the rest are embedded and kept.
-    # A fine-tuned version's vectors are its own: kept, they would only fill the cache.
-    cache = embedding_cache() if version.mode == "frozen" else None
-    prediction = predictor.predict([text for _, text in rows], with_token_stats=False, cache=cache)
+    prediction = _predict_pool(version, predictor, rows)
     scores = score_rows(version, [pk for pk, _ in rows], prediction.probs, prediction.labels,
                          project.is_multi_label)
     with transaction.atomic():
         save_scores(version, scores)
-        pool_embeddings_save(version, index, [pk for pk, _ in rows], prediction.embeddings)
+        pool_embeddings_save(version, index, [pk for pk, _ in rows], prediction.embeddings,
+                             key=predictor.embedding_key)
         job = Job.objects.select_for_update().defer("params").get(pk=score_job_id)
         done = set(job.result.get("done", []))
         done.add(index)
@@ -209,6 +207,35 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
         last = len(done) == total
     if last:
         finish_scoring(score_job_id)
+
+
+def _predict_pool(version: ModelVersion, predictor: Any, rows: list[tuple[int, str]]) -> Any:
+    """A chunk's predictions. A frozen-mode version reads stored vectors (the pool is embedded once, ever):
+    first by id from the newest earlier version whose scoring saved vectors under the same key (memory-mapped
+    files, no text hashing), then from the embedding cache; only the rest go through the model, and are kept.
+    A fine-tuned version's vectors are its own: kept, they would only fill the cache."""
+    texts = [text for _, text in rows]
+    if version.mode != "frozen":
+        return predictor.predict(texts, with_token_stats=False)
+    cache = embedding_cache()
+    prior = _prior_with_key(version, predictor.embedding_key)
+    if prior is None:
+        return predictor.predict(texts, with_token_stats=False, cache=cache)
+    found, stored = pool_embedding_rows(prior, [pk for pk, _ in rows])
+    embeddings = np.zeros((len(rows), predictor.encoder.hidden_size), dtype=np.float32)
+    if stored is not None:
+        embeddings[found] = stored[found]
+    missing = np.flatnonzero(~found)
+    if missing.size:
+        embeddings[missing] = predictor.embed([texts[i] for i in missing], cache=cache)
+    return predictor.predict_embeddings(embeddings)
+
+
+def _prior_with_key(version: ModelVersion, key: str) -> ModelVersion | None:
+    """The newest earlier ready version of the project whose pool vectors were saved under ``key``."""
+    earlier = (ModelVersion.objects.filter(project_id=version.project_id, number__lt=version.number,
+                                           status=ModelVersion.Status.READY).order_by("-number")[:5])
+    return next((v for v in earlier if pool_embeddings_key(v) == key), None)
 
 
 def _texts_of(example_ids: list[int]) -> list[tuple[int, str]]:

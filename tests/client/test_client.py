@@ -11,6 +11,7 @@ import pytest
 from relabel_client import Client, Conflict, Forbidden, InvalidRequest, JobFailed, NotFound, Unauthenticated
 
 from annotator.models import Annotation, Example, Job, ModelVersion, Project, QueueItem
+from annotator.services.projects import project_create
 from tests.client.conftest import LABELS, PASSWORD
 
 
@@ -222,6 +223,27 @@ def test_export_streams_every_example_with_its_history(as_admin: Client, project
     as_admin.export_to(project.id, buffer)
     assert [json.loads(line)["external_id"] for line in buffer.getvalue().splitlines()] == \
            [r["external_id"] for r in exported]
+
+
+def test_a_label_studio_export_imports_into_another_project_with_its_labels(
+    as_admin: Client, project: Project, admin: Any, tmp_path: Any,
+) -> None:
+    as_admin.import_examples(project.id, rows(5))
+    buffer = io.BytesIO()
+    as_admin.export_to(project.id, buffer, format="labelstudio")
+    tasks = json.loads(buffer.getvalue())
+    assert len(tasks) == 5 and all("text" in task["data"] for task in tasks)
+
+    other = project_create(user=admin, name="copy", task="single_label", labels=list(LABELS), settings=None)
+    result = as_admin.import_labelstudio(other.id, tasks)
+
+    assert result["created"] == 5
+    copied = {r["text"]: r["label"] for r in as_admin.export_rows(other.id)}
+    assert copied == {r["text"]: r["label"] for r in as_admin.export_rows(project.id)}
+    with pytest.raises(InvalidRequest):
+        as_admin.import_labelstudio(other.id, [{"data": {}}])
+    path = tmp_path / "out.parquet"
+    assert as_admin.export_to(project.id, path, format="parquet") > 0 and path.read_bytes()[:4] == b"PAR1"
 
 
 def test_training_returns_a_job_a_second_one_conflicts_and_wait_for_job_sees_it_cancelled(

@@ -64,6 +64,7 @@ def _project(make_project: Callable[..., Project], admin: Any, **settings: Any) 
 
 def test_a_second_frozen_cycle_embeds_nothing_of_the_pool(
     inline_tasks: None, embedded: list[str], make_project: Any, admin: Any, as_admin: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a project with 12 labels per class and a pool of 45 unlabeled articles, trained once (frozen)
     project = _project(make_project, admin)
@@ -81,9 +82,22 @@ def test_a_second_frozen_cycle_embeds_nothing_of_the_pool(
     pool = set(unlabeled.values_list("text", flat=True))
     assert len(pool) == 42
     embedded.clear()
+    from annotator.services import scoring
+
+    read_by_id: list[int] = []
+    original = scoring.pool_embedding_rows
+
+    def counting(version: Any, ids: Any) -> Any:
+        found, rows = original(version, ids)
+        read_by_id.append(int(found.sum()))
+        return found, rows
+
+    monkeypatch.setattr(scoring, "pool_embedding_rows", counting)
     second = _train(as_admin, project)
 
-    # Then the second cycle ran no pool text through any encoder (the three new labels may go through the
+    # Then the second cycle read the pool's vectors by id from the first version's files (no text hashed)
+    assert sum(read_by_id) == 42, read_by_id
+    # and ran no pool text through any encoder (the three new labels may go through the
     # noise stage's fine-tuned folds, whose encoders are their own), and still scored the whole pool
     assert not pool & set(embedded), f"{len(pool & set(embedded))} pool texts embedded again"
     assert all(e.latest_score.model_version_id == second.id for e in unlabeled.select_related("latest_score"))

@@ -2,7 +2,7 @@
 
     relabel status [PROJECT] [--job ID]
     relabel import PROJECT FILE [--format csv|jsonl] [--source NAME] [--batch-size N]
-    relabel export PROJECT [-o FILE] [--format jsonl|csv]
+    relabel export PROJECT [-o FILE] [--format jsonl|csv|labelstudio|parquet]
     relabel push PROJECT FILE [-o FILE]
     relabel train PROJECT [--mode MODE] [--seeds N] [--wait] [--timeout S]
 
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="every example with labels and history")
     export.add_argument("project", type=int)
     export.add_argument("-o", "--output", help="file to write (default: standard output)")
-    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--format", choices=["jsonl", "csv", "labelstudio", "parquet"], default="jsonl")
 
     push = commands.add_parser("push", help="push production samples; prints ids and predictions as JSON")
     push.add_argument("project", type=int)

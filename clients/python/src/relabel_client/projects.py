@@ -106,6 +106,12 @@ class ProjectEndpoints(Transport):
             total["ids"].extend(result.get("ids") or [])
         return total
 
+    def import_labelstudio(self, project_id: int, tasks: list[dict[str, Any]]) -> ImportResult:
+        """Import a Label Studio JSON export (a list of tasks with ``data.text``, annotations' choices mapped to
+        the project's labels), all or nothing; errors name the task. ``export_to(..., format="labelstudio")``
+        writes the same format."""
+        return self._json("POST", f"projects/{project_id}/examples/", params={"format": "labelstudio"}, body=tasks)
+
     def _upload(self, path: str, rows: Any, fields: tuple[str, ...], size: int,
                 metadata_columns: str | list[str], progress: bool | None, what: str) -> Iterator[dict[str, Any]]:
         total = len(rows) if hasattr(rows, "__len__") else None

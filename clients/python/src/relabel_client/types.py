@@ -10,7 +10,7 @@ Role = Literal["admin", "reviewer", "annotator"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TrainMode = Literal["auto", "frozen", "gradual", "full", "lora"]
 NoiseAction = Literal["keep", "relabel", "send_to_queue"]
-ExportFormat = Literal["jsonl", "csv"]
+ExportFormat = Literal["jsonl", "csv", "labelstudio", "parquet"]
 
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
