@@ -184,6 +184,8 @@ def test_annotate_noise_decisions_and_conflict_settling(as_reviewer: Client, pro
     assert list(as_reviewer.noise_issues(project.id)) == []
     assert list(as_reviewer.conflict_groups(project.id)) == []
     assert list(as_reviewer.drift_windows(project.id)) == []
+    team = as_reviewer.team(project.id)
+    assert isinstance(team, dict) and "alice" in json.dumps(team)
     assert list(as_reviewer.outliers(project.id)) == []
     assert as_reviewer.data_health(project.id)["outliers"] is None
     assert as_reviewer.conflicts(project.id)["count"] == 0

@@ -194,3 +194,10 @@ class LoopEndpoints(Transport):
     def drift_windows(self, project_id: int, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Drift windows of production samples, newest first, with their tests, reference and actions."""
         return self._pages(f"projects/{project_id}/drift/", page_size=page_size)
+
+    # --- the team ------------------------------------------------------------------------------------------
+    def team(self, project_id: int) -> dict[str, Any]:
+        """How each person labels (reviewers and admins): answers by kind, median seconds per item, agreement
+        with the consensus and with each other (Cohen's and Fleiss' kappa), CROWDLAB quality, labels changed
+        by review."""
+        return self._json("GET", f"projects/{project_id}/team/")
