@@ -120,10 +120,11 @@ def label_names_from(project: Project, value: Any, *, field: str = "label") -> l
 
 
 def label_map(project: Project) -> dict[str, int]:
-    """Label name -> id, read once per project object (labels never change after creation)."""
+    """Label name -> id of the labels a new answer may choose (not retired), read once per project object."""
     cached = getattr(project, "_label_map", None)
     if cached is None:
-        cached = dict(LabelClass.objects.filter(project=project).order_by("position").values_list("name", "id"))
+        cached = dict(LabelClass.objects.filter(project=project, retired=False).order_by("position")
+                      .values_list("name", "id"))
         project._label_map = cached  # type: ignore[attr-defined]
     return cached
 
@@ -205,7 +206,8 @@ def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> d
     for chunk in in_chunks(ids):
         consensus.update(
             Example.objects.filter(id__in=chunk, consensus__isnull=False).values_list("id", "consensus"))
-    known = label_map(project)
+    # Every label, retired ones included: an example whose current label was retired keeps it.
+    known = dict(LabelClass.objects.filter(project=project).values_list("name", "id"))
     agreeing = int(project.setting("overlap"))
     for chunk in in_chunks(ids):
         ExampleLabel.objects.filter(example_id__in=chunk).delete()

@@ -27,6 +27,8 @@ NAV = (
     ("models", "Models", "models", Role.REVIEWER),
     ("drift", "Drift", "drift", Role.REVIEWER),
     ("data", "Import/Export", "import", Role.REVIEWER),
+    ("labels", "Labels", "labels", Role.ADMIN),
+    ("members", "Members", "members", Role.ADMIN),
 )
 
 

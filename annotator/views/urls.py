@@ -46,3 +46,15 @@ urlpatterns += [
     path(P + "webhooks/deliveries/<int:delivery_id>/redeliver/", webhooks.webhook_redeliver,
          name="webhook-redeliver"),
 ]
+
+from annotator.views import people  # noqa: E402
+
+urlpatterns += [
+    path("projects/new/", people.project_create, name="project-create"),
+    path("users/new/", people.user_create, name="user-create"),
+    path(P + "labels/", people.labels, name="labels"),
+    path(P + "labels/<int:label_id>/", people.label_update, name="label-update"),
+    path(P + "members/", people.members, name="members"),
+    path(P + "members/<int:user_id>/role/", people.member_role, name="member-role"),
+    path(P + "members/<int:user_id>/remove/", people.member_remove, name="member-remove"),
+]
