@@ -163,3 +163,41 @@ def _rename_rows(project_id: int, old: str, new: str) -> None:
             example.consensus = {**example.consensus, "labels": _swap(labels, old, new)}
             changed.append(example)
     Example.objects.bulk_update(changed, ["consensus"], batch_size=REWRITE_BATCH)
+
+
+LABEL_EDIT_FIELDS = {"name", "new_name", "description", "example", "retired"}
+
+
+def labels_edit(*, project: Project, edits: Any) -> None:
+    """The API's label edits, all or nothing: ``[{"name", "new_name"?, "description"?, "example"?,
+    "retired"?}]``; a name the project does not have yet adds that label. A bad row is a 400 naming its
+    index, and nothing is changed."""
+    if not isinstance(edits, list) or not edits:
+        raise InvalidInput([{"field": "labels", "message": "labels must be a non-empty list of label edits"}])
+    if len(edits) > MAX_LABELS:
+        raise InvalidInput([{"field": "labels", "message": f"at most {MAX_LABELS} label edits"}])
+    with transaction.atomic():
+        for i, edit in enumerate(edits):
+            try:
+                _edit_one(project, edit)
+            except InvalidInput as error:
+                raise InvalidInput([{"index": i, **{"field": "labels", **e}} for e in error.errors]) from None
+    project.__dict__.pop("_label_map", None)
+
+
+def _edit_one(project: Project, edit: Any) -> None:
+    if not isinstance(edit, dict):
+        raise InvalidInput([{"message": "each label edit must be an object with a name"}])
+    unknown = set(edit) - LABEL_EDIT_FIELDS
+    if unknown:
+        raise InvalidInput([{"message": f"unknown label field(s): {', '.join(sorted(unknown))}"}])
+    name = label_name(edit.get("name"))
+    label = LabelClass.objects.filter(project=project, name=name).first()
+    if label is None:
+        if edit.get("new_name") is not None or edit.get("retired"):
+            raise InvalidInput([{"field": "name", "message": f"no label named {name!r} to rename or retire"}])
+        label_add(project=project, name=name, description=edit.get("description") or "",
+                  example=edit.get("example") or "")
+        return
+    label_update(label=label, name=edit.get("new_name"), description=edit.get("description"),
+                 example=edit.get("example"), retired=edit.get("retired"))

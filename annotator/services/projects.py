@@ -15,7 +15,6 @@ from annotator.project_settings import stored_settings, validate_settings
 from annotator.services.labels import MAX_LABELS, label_spec
 
 
-
 def _validate_labels(labels: Any) -> list[dict[str, str]]:
     """Each label as a name or ``{"name", "description"?, "example"?}``; every problem is reported."""
     if not isinstance(labels, list) or not labels:
