@@ -267,3 +267,16 @@ def test_a_user_who_is_not_staff_cannot_create_users(project, admin, page_client
     assert response.status_code == 404
     assert not get_user_model().objects.filter(username="sneaky").exists()
     assert "New user" not in client.get(reverse("project-list")).content.decode()
+
+
+def test_the_review_page_offers_no_retired_label_to_relabel_with_but_still_filters_by_it(project, admin, reviewer,
+                                                                                          page_client):
+    factories.noisy_version(project, admin)
+    neutral = LabelClass.objects.get(project=project, name="neutral")
+    page_client(admin).post(reverse("label-update", args=[project.id, neutral.id]), {"action": "retire"})
+
+    page = page_client(reviewer).get(reverse("review", args=[project.id])).content.decode()
+
+    filter_form, rest = page.split('name="label"', 1)[1].split("</select>", 1)
+    assert '<option value="neutral"' in filter_form
+    assert '<option value="positive"' in rest and '<option value="neutral"' not in rest
