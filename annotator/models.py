@@ -90,6 +90,12 @@ class LabelClass(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_classes")
     name = models.CharField(max_length=100)
     position = models.PositiveIntegerField()
+    # What the label means and one example of it, shown on the annotate page and in its keyboard help.
+    description = models.TextField(blank=True, default="", db_default="")
+    example = models.TextField(blank=True, default="", db_default="")
+    # A retired label keeps its position (model versions' probabilities are in position order), its
+    # history and its exports, but new answers cannot choose it.
+    retired = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         ordering = ["project", "position"]

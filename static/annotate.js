@@ -150,7 +150,10 @@
     if (!input) return;
     input.checked = input.type === "checkbox" ? !input.checked : true;
     notice("");
-    announcer.textContent = input.value + (input.type === "checkbox" ? (input.checked ? " on" : " off") : " picked");
+    // The label's description (from the labels page) is read out with it, as the help and sidebar show it.
+    const description = input.getAttribute("aria-description");
+    announcer.textContent = input.value + (input.type === "checkbox" ? (input.checked ? " on" : " off") : " picked") +
+      (description ? ": " + description : "");
   }
 
   function undo() {

@@ -22,15 +22,35 @@ class UserIn(serializers.Serializer):
     email = serializers.EmailField(required=False, allow_blank=True)
 
 
+class LabelIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000,
+                                        help_text="what the label means; shown to annotators")
+    example = serializers.CharField(required=False, allow_blank=True, max_length=2000,
+                                    help_text="one example text of the label")
+
+
 class ProjectIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     task = serializers.ChoiceField(choices=["single_label", "multi_label"])
-    labels = serializers.ListField(child=serializers.CharField(max_length=100))
+    labels = serializers.ListField(
+        child=serializers.JSONField(),
+        help_text='label names, or objects {"name", "description"?, "example"?}; the two forms may be mixed')
     settings = serializers.DictField(required=False)
 
 
+class LabelEditIn(serializers.Serializer):
+    name = serializers.CharField(help_text="the label to change; a name the project lacks adds a label")
+    new_name = serializers.CharField(required=False, help_text="rename: every annotation keeps its label")
+    description = serializers.CharField(required=False, allow_blank=True)
+    example = serializers.CharField(required=False, allow_blank=True)
+    retired = serializers.BooleanField(required=False,
+                                       help_text="true: kept in history and exports, not choosable for new answers")
+
+
 class ProjectSettingsIn(serializers.Serializer):
-    settings = serializers.DictField()
+    settings = serializers.DictField(required=False)
+    labels = LabelEditIn(many=True, required=False, help_text="label edits, applied all or nothing")
 
 
 class MemberIn(serializers.Serializer):
@@ -109,11 +129,21 @@ class EncoderOut(serializers.Serializer):
     error = serializers.CharField(allow_null=True, help_text="why the encoder cannot be used now; null when it can")
 
 
+class LabelOut(serializers.Serializer):
+    name = serializers.CharField()
+    position = serializers.IntegerField(help_text="the label's index in every probability list")
+    description = serializers.CharField()
+    example = serializers.CharField()
+    retired = serializers.BooleanField()
+
+
 class ProjectOut(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     task = serializers.CharField()
-    labels = serializers.ListField(child=serializers.CharField())
+    labels = serializers.ListField(child=serializers.CharField(),
+                                   help_text="every label name in position order, retired ones included")
+    label_classes = LabelOut(many=True, help_text="the labels with their descriptions, examples and retired flag")
     settings = serializers.DictField()
     role = serializers.CharField(help_text="the caller's role in the project")
     counts = serializers.DictField(child=serializers.IntegerField())
@@ -301,14 +331,16 @@ def job_out(job: Job) -> dict[str, Any]:
     }
 
 
-def project_out(project: Project, *, role: str | None, counts: dict[str, int], labels: list[str],
+def project_out(project: Project, *, role: str | None, counts: dict[str, int], labels: list[dict[str, Any]],
                 members: list[dict[str, Any]] | None = None, encoder: dict[str, Any] | None = None) -> dict[str, Any]:
     serving = project.serving_version
     out = {
         "id": project.id,
         "name": project.name,
         "task": project.task,
-        "labels": labels,
+        "labels": [label["name"] for label in labels],
+        "label_classes": [{key: label[key] for key in ("name", "position", "description", "example", "retired")}
+                          for label in labels],
         "settings": project.all_settings(),
         "role": role,
         "counts": counts,

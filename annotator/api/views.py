@@ -9,7 +9,7 @@ import tempfile
 from typing import Any
 
 from django.contrib.auth import authenticate
-from django.db import connection
+from django.db import connection, transaction
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -54,6 +54,7 @@ from annotator.selectors import projects as project_selectors
 from annotator.services import annotations as annotation_services
 from annotator.services import examples as example_services
 from annotator.services import formats
+from annotator.services import labels as label_services
 from annotator.services import models as model_services
 from annotator.services import projects as project_services
 from annotator.services.broker import broker_status
@@ -135,7 +136,7 @@ def _project_body(project, user, *, detail: bool = False) -> dict[str, Any]:  # 
         project,
         role=role,
         counts=project_selectors.project_counts(project),
-        labels=project_selectors.project_labels(project),
+        labels=project_selectors.project_label_classes(project),
         members=project_selectors.project_members(project) if show_members else None,
         encoder=encoder_describe(project.setting("encoder")) if detail else None,
     )
@@ -168,11 +169,14 @@ class ProjectDetailApi(APIView):
         return Response(_project_body(project, request.user, detail=True))
 
     @extend_schema(request=ProjectSettingsIn, responses={200: ProjectOut, **ERRORS},
-                   summary="Change project settings (admin)")
+                   summary="Change project settings and labels (admin)")
     def patch(self, request: Request, project_id: int) -> Response:
         project = access.project_for(request.user, project_id, role=Role.ADMIN)
         data = body_dict(request)
-        project_services.project_update_settings(project=project, settings=data.get("settings", {}))
+        with transaction.atomic():  # settings and label edits: all or nothing
+            if "labels" in data:
+                label_services.labels_edit(project=project, edits=data["labels"])
+            project_services.project_update_settings(project=project, settings=data.get("settings", {}))
         return Response(_project_body(project, request.user, detail=True))
 
 

@@ -121,11 +121,15 @@ def label_names_from(project: Project, value: Any, *, field: str = "label") -> l
 
 
 def label_map(project: Project) -> dict[str, int]:
-    """Label name -> id, read once per project object (labels never change after creation)."""
+    """Label name -> id of the labels a new answer may choose (not retired), read once per project object."""
     cached = getattr(project, "_label_map", None)
     if cached is None:
-        cached = dict(db.fetch(f"SELECT name, id FROM {db.table(LabelClass)} WHERE project_id = %s ORDER BY position",
-                               [project.pk], [None, None]))
+        rows = db.fetch(f"SELECT name, id, retired FROM {db.table(LabelClass)} WHERE project_id = %s "
+                        "ORDER BY position", [project.pk], [None, None, None])
+        cached = {name: pk for name, pk, retired in rows if not retired}
+        # Every label, retired ones included (an example whose current label was retired keeps it): from the
+        # same statement, for refresh_current_labels.
+        project._every_label_map = {name: pk for name, pk, _ in rows}  # type: ignore[attr-defined]
         project._label_map = cached  # type: ignore[attr-defined]
     return cached
 
@@ -209,7 +213,8 @@ def refresh_current_labels(example_ids: Iterable[int], *, project: Project) -> d
                         f"{db.lock(no_key=True)}", chunk, _CONSENSUS_FIELDS)
         consensus.update((pk, value) for pk, value in rows if value is not None)
     votes = votes_of(ids)
-    known = label_map(project)
+    label_map(project)
+    known = project._every_label_map  # type: ignore[attr-defined]
     agreeing = int(project.setting("overlap"))
     links: list[int] = []
     by_state: dict[tuple[str, int], list[int]] = defaultdict(list)

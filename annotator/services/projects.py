@@ -13,31 +13,31 @@ from annotator.errors import InvalidInput
 from annotator.models import LabelClass, Membership, Project, Role, Task
 from annotator.project_settings import effective_settings, stored_settings, validate_settings
 from annotator.services.encoders import encoder_settings_check
+from annotator.services.labels import MAX_LABELS, label_spec
 
-MAX_LABELS = 1000
-MAX_LABEL_NAME = 100
-def _validate_labels(labels: Any) -> list[str]:
+
+def _validate_labels(labels: Any) -> list[dict[str, str]]:
+    """Each label as a name or ``{"name", "description"?, "example"?}``; every problem is reported."""
     if not isinstance(labels, list) or not labels:
         raise InvalidInput([{"field": "labels", "message": "labels must be a non-empty list of names"}])
     if len(labels) > MAX_LABELS:
         raise InvalidInput([{"field": "labels", "message": f"at most {MAX_LABELS} labels"}])
     errors = []
     seen: set[str] = set()
-    names = []
-    for i, name in enumerate(labels):
-        if not isinstance(name, str) or not name.strip():
-            errors.append({"index": i, "field": "labels", "message": "a label name must be a non-empty string"})
+    specs = []
+    for i, value in enumerate(labels):
+        try:
+            spec = label_spec(value, index=i)
+        except InvalidInput as error:
+            errors.extend(error.errors)
             continue
-        name = name.strip()
-        if len(name) > MAX_LABEL_NAME:
-            errors.append({"index": i, "field": "labels", "message": f"at most {MAX_LABEL_NAME} characters"})
-        elif name in seen:
-            errors.append({"index": i, "field": "labels", "message": f"duplicate label {name!r}"})
-        seen.add(name)
-        names.append(name)
+        if spec["name"] in seen:
+            errors.append({"index": i, "field": "labels", "message": f"duplicate label {spec['name']!r}"})
+        seen.add(spec["name"])
+        specs.append(spec)
     if errors:
         raise InvalidInput(errors)
-    return names
+    return specs
 
 
 def project_create(
@@ -50,14 +50,14 @@ def project_create(
         errors.append({"field": "task", "message": f"task must be one of {', '.join(Task.values)}"})
     if errors:
         raise InvalidInput(errors)
-    names = _validate_labels(labels)
+    specs = _validate_labels(labels)
     changes = validate_settings(settings if settings is not None else {})
     encoder_settings_check(before=effective_settings({}), after=effective_settings(stored_settings({}, changes)))
     with transaction.atomic():
         project = Project.objects.create(name=name.strip(), task=task, settings=stored_settings({}, changes),
                                          created_by=user)
         LabelClass.objects.bulk_create(
-            LabelClass(project=project, name=label, position=i) for i, label in enumerate(names)
+            LabelClass(project=project, position=i, **spec) for i, spec in enumerate(specs)
         )
         Membership.objects.create(project=project, user=user, role=Role.ADMIN)
     return project

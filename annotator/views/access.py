@@ -28,6 +28,8 @@ NAV = (
     ("drift", "Drift", "drift", Role.REVIEWER),
     ("team", "Team", "team", Role.REVIEWER),
     ("data", "Import/Export", "import", Role.REVIEWER),
+    ("labels", "Labels", "labels", Role.ADMIN),
+    ("members", "Members", "members", Role.ADMIN),
 )
 
 

@@ -78,7 +78,8 @@ def _stage_context(request: HttpRequest, project: Project, *, notice: str = "", 
     stats = queue_selectors.queue_stats(project)
     return {
         "items": shown,
-        "labels": project_selectors.project_labels(project),
+        # Retired labels are left out: new answers cannot choose them, and the keys stay 1, 2, 3...
+        "labels": project_selectors.label_choices(project),
         "multi": project.is_multi_label,
         "session_count": request.session.get(_session_key(project), 0),
         "waiting": stats["pending"],

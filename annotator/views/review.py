@@ -49,7 +49,8 @@ def _report_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "noise_percent": None if rate is None else rate * 100,
         "label_query": urlencode({"label": label}) + "&" if label else "",
         "report": header,
-        "labels": labels,
+        "labels": labels,  # the filter: every label, retired ones included
+        "choosable": [c["name"] for c in project_selectors.label_choices(project)],  # relabel: not retired
         "label": label,
         "page": page,
         "rows": noise_selectors.noise_issue_rows(project, list(page.object_list), with_labelers=True),
@@ -168,7 +169,8 @@ OUTLIERS_PER_PAGE = 50
 def _conflicts_context(request: HttpRequest, project: Project) -> dict[str, Any]:
     header, groups = health_selectors.conflict_report(project)
     page = paginate(request, groups, CONFLICTS_PER_PAGE)
-    return {"conflicts": header, "page": page, "labels": project_selectors.project_labels(project),
+    return {"conflicts": header, "page": page,
+            "labels": [c["name"] for c in project_selectors.label_choices(project)],  # retired: not choosable
             "groups": health_selectors.conflict_groups_with_texts(project, list(page.object_list))}
 
 

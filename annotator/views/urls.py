@@ -47,8 +47,15 @@ urlpatterns += [
          name="webhook-redeliver"),
 ]
 
-from annotator.views import team  # noqa: E402
+from annotator.views import people, team  # noqa: E402
 
 urlpatterns += [
     path(P + "team/", team.team, name="team"),
+    path("projects/new/", people.project_create, name="project-create"),
+    path("users/new/", people.user_create, name="user-create"),
+    path(P + "labels/", people.labels, name="labels"),
+    path(P + "labels/<int:label_id>/", people.label_update, name="label-update"),
+    path(P + "members/", people.members, name="members"),
+    path(P + "members/<int:user_id>/role/", people.member_role, name="member-role"),
+    path(P + "members/<int:user_id>/remove/", people.member_remove, name="member-remove"),
 ]

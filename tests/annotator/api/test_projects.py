@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotator.models import LabelClass, Membership, Project, Role
+from annotator.models import Annotation, LabelClass, Membership, Project, Role
 from annotator.project_settings import default
 from tests.annotator.assertions import error_list
 
@@ -204,3 +204,62 @@ def test_invalid_settings_change_nothing(project, as_admin):
     assert error_list(response)[0]["field"] == "settings.lease_seconds"
     project.refresh_from_db()
     assert project.setting("max_text_chars") == 20_000
+
+
+def test_labels_with_descriptions_on_create_come_back_in_label_classes(as_admin):
+    response = as_admin.post("/api/v1/projects/", {
+        "name": "Tickets", "task": "single_label",
+        "labels": [{"name": "billing", "description": "money", "example": "charged twice"}, "bug"]}, format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["labels"] == ["billing", "bug"]
+    assert body["label_classes"] == [
+        {"name": "billing", "position": 0, "description": "money", "example": "charged twice", "retired": False},
+        {"name": "bug", "position": 1, "description": "", "example": "", "retired": False}]
+
+
+def test_a_bad_label_object_is_a_400_naming_its_index_and_nothing_is_created(as_admin):
+    response = as_admin.post("/api/v1/projects/", {
+        "name": "Tickets", "task": "single_label",
+        "labels": ["ok", {"name": "x", "colour": "red"}, {"description": "no name"}]}, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert [e["index"] for e in errors] == [1, 2]
+    assert "unknown label field(s): colour" in errors[0]["message"]
+    assert not Project.objects.filter(name="Tickets").exists()
+
+
+def test_patch_renames_retires_and_adds_labels_keeping_every_annotation(as_admin, project, admin, make_examples):
+    make_examples(project, admin, [{"text": "so so", "label": "neutral"}])
+
+    response = as_admin.patch(f"/api/v1/projects/{project.id}/", {"labels": [
+        {"name": "neutral", "new_name": "meh", "description": "neither"},
+        {"name": "negative", "retired": True},
+        {"name": "mixed", "description": "both"}]}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["labels"] == ["positive", "negative", "meh", "mixed"]
+    assert [(c["name"], c["retired"]) for c in body["label_classes"]] == [
+        ("positive", False), ("negative", True), ("meh", False), ("mixed", False)]
+    assert list(Annotation.objects.values_list("labels", flat=True)) == [["meh"]]
+    [example] = as_admin.get(f"/api/v1/projects/{project.id}/examples/").json()["results"]
+    assert example["label"] == "meh"
+    refused = as_admin.post(f"/api/v1/examples/{example['id']}/annotations/", {"label": "negative"}, format="json")
+    assert refused.status_code == 400 and "unknown label 'negative'" in refused.json()["errors"][0]["message"]
+
+
+def test_a_bad_label_edit_changes_nothing_not_even_the_settings(as_admin, project):
+    response = as_admin.patch(f"/api/v1/projects/{project.id}/", {
+        "settings": {"lease_seconds": 61},
+        "labels": [{"name": "neutral", "description": "fine"}, {"name": "positive", "new_name": "negative"}]},
+        format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["index"] == 1
+    assert "already exists" in response.json()["errors"][0]["message"]
+    project.refresh_from_db()
+    assert project.setting("lease_seconds") != 61
+    assert not project.label_classes.exclude(description="").exists()

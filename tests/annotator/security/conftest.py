@@ -24,6 +24,7 @@ from annotator.models import (
     Example,
     ExampleLabel,
     Job,
+    LabelClass,
     Membership,
     ModelVersion,
     Project,
@@ -57,6 +58,10 @@ class World:
     webhook: int  # a webhook endpoint of the project
     delivery: int  # a delivery of that endpoint
     other_webhook: int  # a webhook endpoint of the outsider's project
+    label: int  # the project's label "neutral"
+    other_label: int  # a label of the outsider's project
+    spare: int  # the user id of a member (an annotator) the admin may remove
+    outsider_user: int  # the outsider's user id: not a member of the project
 
     def ids(self, role: str) -> dict[str, Any]:
         """Path values for ``role``: its own lease and answer, and someone else's."""
@@ -68,6 +73,7 @@ class World:
             "others_answer": self.answer[someone_else],
             "q_item": self.other_item, "q_model": self.other_model, "job": self.job, "model": self.model,
             "hook": self.webhook, "delivery": self.delivery, "q_hook": self.other_webhook,
+            "label": self.label, "q_label": self.other_label, "spare": self.spare, "oscar": self.outsider_user,
         }
 
 
@@ -126,6 +132,9 @@ def _build(users: dict[str, Any]) -> World:
         work_example=QueueItem.objects.get(pk=lease["annotator"]).example_id,
         lease=lease, answer=answer, other_item=their_item.id, other_model=their_model.id,
         job=job.id, model=model.id, webhook=hook.id, delivery=delivery.id, other_webhook=their_hook.id,
+        label=LabelClass.objects.get(project=project, name="neutral").id,
+        other_label=LabelClass.objects.get(project=theirs, name="a").id,
+        spare=users["spare"].id, outsider_user=oscar.id,
     )
 
 
@@ -162,6 +171,8 @@ def snapshot() -> tuple[Any, ...]:
         list(ExampleLabel.objects.order_by("example_id", "label_id").values_list("example_id", "label_id")),
         list(Annotation.objects.order_by("id").values_list("id", "example_id", "user_id", "kind", "labels")),
         sorted(Membership.objects.values_list("project_id", "user__username", "role")),
+        list(LabelClass.objects.order_by("id").values_list("id", "project_id", "name", "position", "description",
+                                                           "example", "retired")),
         list(Project.objects.order_by("id").values_list("id", "name", "settings", "serving_version_id")),
         list(QueueItem.objects.order_by("id").values_list(
             "id", "status", "leased_by_id", "lease_expires_at", "done_by_id", "skipped_by_id")),
