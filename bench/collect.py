@@ -14,10 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ORDER = [
     "ingest",
     "loop",
+    "rescore",
     "rebuild",
     "pages",
+    "webhooks",
     "scoring",
     "encoders",
+    "encoder_sizes",
     "train_modes",
     "train_modes_gpu",
     "noise",
@@ -28,6 +31,7 @@ ORDER = [
     "drift",
     "drift_queue",
     "labelstudio",
+    "formats",
 ]
 HEAD = """# Benchmarks
 
