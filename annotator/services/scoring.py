@@ -190,8 +190,9 @@ def score_chunk(score_job_id: int, index: int, example_ids: list[int]) -> None:
                          project.is_multi_label)
     with transaction.atomic():
         save_scores(version, scores)
+        # A frozen-mode version's vectors serve the next one with the same key (_predict_pool).
         pool_embeddings_save(version, index, [pk for pk, _ in rows], prediction.embeddings,
-                             key=predictor.embedding_key)
+                             key=predictor.embedding_key if version.mode == "frozen" else None)
         job = Job.objects.select_for_update().defer("params").get(pk=score_job_id)
         done = set(job.result.get("done", []))
         done.add(index)

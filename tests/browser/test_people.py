@@ -39,6 +39,8 @@ def test_an_admin_creates_a_project_with_described_labels_and_adds_a_member(page
     page.get_by_label("Labeling guidelines (optional)").fill("Pick every label that applies.")
     screenshot("project-create")
     page.get_by_label("Labeling guidelines (optional)").press("Tab")
+    expect(page.get_by_label("Encoder")).to_be_focused()  # the operator's default is selected
+    page.get_by_label("Encoder").press("Tab")
     expect(page.get_by_role("button", name="Create project")).to_be_focused()
     page.keyboard.press("Enter")
 

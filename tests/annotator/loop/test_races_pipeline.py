@@ -114,6 +114,8 @@ class _BothDeliveriesScoring:
     """A predictor that holds each delivery until both are scoring: both have passed the check that the
     scoring job is not finished yet, as two deliveries of one message running side by side have."""
 
+    embedding_key = "stand-in"  # the key its pool vectors are saved under (frozen-mode scoring)
+
     def __init__(self, deliveries: int) -> None:
         self.barrier = threading.Barrier(deliveries)
 

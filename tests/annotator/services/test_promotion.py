@@ -120,6 +120,8 @@ class _Scores:
 
 
 class _Predictor:
+    embedding_key = "stand-in"  # the key its pool vectors are saved under (frozen-mode scoring)
+
     def __init__(self, fail: bool) -> None:
         self.fail = fail
 
